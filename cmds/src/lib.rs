@@ -1,0 +1,31 @@
+//! capmon's monitor commands, one file per command family.
+//!
+//! Each family declares a host trait (what it needs from the machine: `PciHost`, `BlkHost`, ...)
+//! and `commands::<S>()`, its command table. The kernel's machine implements every host trait;
+//! host tests implement them with fakes. Commands print through the sink they are given.
+#![no_std]
+extern crate alloc;
+
+pub mod acpi;
+pub mod blk;
+pub mod pci;
+pub mod sys;
+pub mod virtio;
+
+use alloc::vec::Vec;
+use capmon_shell::Command;
+
+/// Everything the monitor's commands need from the machine.
+pub trait System: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost {}
+
+impl<T: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost> System for T {}
+
+/// Every command of every family, in the order `help` lists the groups.
+pub fn all<S: System>() -> Vec<Command<S>> {
+    let mut v = sys::commands::<S>();
+    v.extend(acpi::commands::<S>());
+    v.extend(pci::commands::<S>());
+    v.extend(virtio::commands::<S>());
+    v.extend(blk::commands::<S>());
+    v
+}

@@ -1,0 +1,175 @@
+//! Hardware-access traits shared by capmon's drivers.
+//!
+//! Drivers are written against these traits, never against raw addresses; the kernel crate
+//! implements them with port I/O, the page mapper and the frame allocator, and host tests
+//! implement them with fakes backed by ordinary memory.
+#![no_std]
+
+/// A physically contiguous, zero-initialised buffer that a device may read or write by DMA.
+#[derive(Debug)]
+pub struct DmaBuf {
+    /// Where the CPU sees the buffer.
+    pub virt: *mut u8,
+    /// Where the device sees the buffer.
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl DmaBuf {
+    /// The buffer as a byte slice.
+    ///
+    /// # Safety
+    /// The caller must ensure no device is writing the buffer concurrently.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: `virt` points at `len` bytes owned by this buffer (Dma contract).
+        unsafe { core::slice::from_raw_parts(self.virt, self.len) }
+    }
+
+    /// The buffer as a mutable byte slice.
+    ///
+    /// # Safety
+    /// The caller must ensure no device is accessing the buffer concurrently.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        // SAFETY: `virt` points at `len` bytes owned by this buffer (Dma contract).
+        unsafe { core::slice::from_raw_parts_mut(self.virt, self.len) }
+    }
+}
+
+/// Allocates memory that devices can reach by physical address.
+pub trait Dma {
+    /// A zeroed buffer of at least `len` bytes, aligned to at least `align` (a power of two,
+    /// at most 4096) in both virtual and physical address. `None` when memory is exhausted.
+    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuf>;
+    /// Returns a buffer obtained from `alloc` on the same allocator.
+    fn free(&self, buf: DmaBuf);
+}
+
+/// A window of memory-mapped device registers. Offsets are relative to the window's start;
+/// an implementation must ignore (or report) accesses outside the window, never fault.
+pub trait Mmio {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn read8(&self, off: usize) -> u8;
+    fn read16(&self, off: usize) -> u16;
+    fn read32(&self, off: usize) -> u32;
+    fn read64(&self, off: usize) -> u64 {
+        self.read32(off) as u64 | (self.read32(off + 4) as u64) << 32
+    }
+    fn write8(&self, off: usize, v: u8);
+    fn write16(&self, off: usize, v: u16);
+    fn write32(&self, off: usize, v: u32);
+    fn write64(&self, off: usize, v: u64) {
+        self.write32(off, v as u32);
+        self.write32(off + 4, (v >> 32) as u32);
+    }
+}
+
+/// x86 I/O port access.
+pub trait PortIo {
+    fn inb(&self, port: u16) -> u8;
+    fn inw(&self, port: u16) -> u16;
+    fn inl(&self, port: u16) -> u32;
+    fn outb(&self, port: u16, v: u8);
+    fn outw(&self, port: u16, v: u16);
+    fn outl(&self, port: u16, v: u32);
+}
+
+/// A monotonic clock.
+pub trait Clock {
+    /// Nanoseconds since an arbitrary fixed point (boot).
+    fn now_ns(&self) -> u64;
+}
+
+/// Maps physical memory (tables, MMIO) into the kernel's address space.
+pub trait PhysMap {
+    /// A virtual address through which `len` bytes at `phys` can be accessed, mapped uncached
+    /// when `mmio` is true. `None` if the range cannot be mapped.
+    fn map(&self, phys: u64, len: usize, mmio: bool) -> Option<*mut u8>;
+}
+
+/// The configuration space of one PCI function (256 bytes, or 4 KiB through ECAM).
+/// Offsets must be naturally aligned; reads past the end return all-ones.
+pub trait PciConfig {
+    fn read32(&self, off: u16) -> u32;
+    fn write32(&self, off: u16, v: u32);
+    fn read16(&self, off: u16) -> u16 {
+        (self.read32(off & !3) >> ((off & 2) * 8)) as u16
+    }
+    fn read8(&self, off: u16) -> u8 {
+        (self.read32(off & !3) >> ((off & 3) * 8)) as u8
+    }
+    /// Writes 16 bits by read-modify-write of the containing dword.
+    fn write16(&self, off: u16, v: u16) {
+        let shift = (off & 2) * 8;
+        let old = self.read32(off & !3) & !(0xffff << shift);
+        self.write32(off & !3, old | (v as u32) << shift);
+    }
+    /// Writes 8 bits by read-modify-write of the containing dword.
+    fn write8(&self, off: u16, v: u8) {
+        let shift = (off & 3) * 8;
+        let old = self.read32(off & !3) & !(0xff << shift);
+        self.write32(off & !3, old | (v as u32) << shift);
+    }
+}
+
+/// An `Mmio` window over real memory-mapped registers, accessed with volatile loads and stores.
+/// Accesses outside the window (or misaligned) read all-ones and drop writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMmio {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the registers behind a RawMmio are device memory; the drivers that own a window
+// serialise access to it themselves.
+unsafe impl Send for RawMmio {}
+unsafe impl Sync for RawMmio {}
+
+impl RawMmio {
+    /// # Safety
+    /// `base .. base+len` must be mapped (uncached for device registers) for as long as the
+    /// window is used.
+    pub const unsafe fn new(base: *mut u8, len: usize) -> Self {
+        RawMmio { base, len }
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    fn ok(&self, off: usize, size: usize) -> bool {
+        off % size == 0 && off.checked_add(size).is_some_and(|e| e <= self.len)
+    }
+}
+
+macro_rules! raw_mmio_rw {
+    ($r:ident, $w:ident, $t:ty) => {
+        fn $r(&self, off: usize) -> $t {
+            if !self.ok(off, core::mem::size_of::<$t>()) {
+                return <$t>::MAX;
+            }
+            // SAFETY: in bounds and aligned (checked above); mapped per `new`'s contract.
+            unsafe { core::ptr::read_volatile(self.base.add(off) as *const $t) }
+        }
+        fn $w(&self, off: usize, v: $t) {
+            if self.ok(off, core::mem::size_of::<$t>()) {
+                // SAFETY: in bounds and aligned (checked above); mapped per `new`'s contract.
+                unsafe { core::ptr::write_volatile(self.base.add(off) as *mut $t, v) }
+            }
+        }
+    };
+}
+
+impl Mmio for RawMmio {
+    fn len(&self) -> usize {
+        self.len
+    }
+    raw_mmio_rw!(read8, write8, u8);
+    raw_mmio_rw!(read16, write16, u16);
+    raw_mmio_rw!(read32, write32, u32);
+    raw_mmio_rw!(read64, write64, u64);
+}
