@@ -1,1 +1,87 @@
-fn main(){}
+//! capmon: boot, bring the machine up, and run the monitor. This file reads as the boot
+//! sequence; each step lives in its own module.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[macro_use]
+mod console;
+mod arch;
+mod boot;
+mod logger;
+mod machine;
+mod mem;
+mod monitor;
+mod power;
+mod symbols;
+mod time;
+
+use boot::BootInfo;
+use core::arch::global_asm;
+use spin::Once;
+
+global_asm!(include_str!("boot/entry.s"));
+
+static BOOT_INFO: Once<BootInfo> = Once::new();
+
+/// Entered from the Multiboot2 trampoline in boot/entry.s.
+#[unsafe(no_mangle)]
+extern "C" fn kmain_multiboot2(magic: u32, info_phys: u64) -> ! {
+    console::init();
+    let mut bi = BootInfo::empty();
+    let res = boot::multiboot2::parse(magic, info_phys, &mut bi);
+    kernel_main(bi, res)
+}
+
+/// Entered from `_start_limine` in boot/entry.s.
+#[unsafe(no_mangle)]
+extern "C" fn kmain_limine() -> ! {
+    console::init();
+    let mut bi = BootInfo::empty();
+    let res = boot::limine::parse(&mut bi);
+    kernel_main(bi, res)
+}
+
+fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
+    time::init();
+    let level = bi.cmdline_value("log").and_then(logger::parse_level).unwrap_or(log::LevelFilter::Info);
+    logger::init(level);
+    if let Err(e) = parsed {
+        log::error!("boot information: {}", e);
+    }
+    arch::gdt::init();
+    arch::traps::init();
+    let bi: &'static BootInfo = BOOT_INFO.call_once(|| bi);
+    log::info!(
+        "capmon {} booted by {} {} ({:?}), TSC {} MHz",
+        env!("CARGO_PKG_VERSION"),
+        bi.loader,
+        bi.loader_version(),
+        bi.firmware,
+        time::tsc_hz() / 1_000_000
+    );
+    mem::init(bi);
+    let f = mem::frames::stats();
+    log::info!("memory: {} MiB usable, {} MiB free", f.usable * 4096 >> 20, f.free * 4096 >> 20);
+    symbols::init(bi);
+
+    let mut machine = machine::Machine::new(bi);
+    monitor::run(&mut machine)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    {
+        use core::fmt::Write;
+        let mut c = console::emergency();
+        let _ = writeln!(c, "\n*** PANIC: {} ***", info.message());
+        if let Some(l) = info.location() {
+            let _ = writeln!(c, "at {}:{}:{}", l.file(), l.line(), l.column());
+        }
+    }
+    // Inside a command: abandon it and return to the prompt. Otherwise halt.
+    arch::traps::abort_guarded_command();
+    let _ = core::fmt::Write::write_str(&mut *console::emergency(), "panic outside any command: system halted\n");
+    arch::traps::halt_forever()
+}

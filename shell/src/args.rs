@@ -1,5 +1,5 @@
 //! Positional arguments and flags of one command invocation.
-use crate::{CmdError, parse};
+use crate::{parse, CmdError};
 use alloc::vec::Vec;
 
 /// The words after the command name. Flags (`-v`) are taken out with `flag`, positional words

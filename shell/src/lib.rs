@@ -1,4 +1,6 @@
-//! The monitor's core: command table types, argument access and output helpers.
+//! The monitor's core: command table types, argument access and output helpers, the monitor
+//! that runs typed lines (with the built-ins `help` and `history`), tab completion and the line
+//! editor for the serial console.
 //!
 //! Commands are generic over a context type `C` (the kernel's machine, or a fake in tests) and
 //! print through a `core::fmt::Write` sink, never to the UART directly.
@@ -6,12 +8,28 @@
 extern crate alloc;
 
 pub mod args;
+pub mod complete;
+pub mod editor;
+pub mod history;
+pub mod keys;
+pub mod monitor;
+pub mod out;
 pub mod parse;
 pub mod registry;
-pub mod out;
+
+#[cfg(test)]
+mod fuzz;
+
+/// The byte-stream traits `Editor::readline` takes, re-exported so the kernel implements exactly
+/// the version this crate uses.
+pub use embedded_io;
 
 pub use args::Args;
-pub use registry::{Command, Registry};
+pub use complete::{Completer, Completion};
+pub use editor::{Editor, ReadlineError};
+pub use history::History;
+pub use monitor::{Invoker, Monitor, Outcome};
+pub use registry::{Command, Handler, Registry};
 
 use alloc::string::String;
 

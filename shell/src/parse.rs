@@ -40,7 +40,11 @@ pub fn number(s: &str) -> Result<u64, NumError> {
             .ok_or(NumError::Overflow)?;
         any = true;
     }
-    if any { Ok(v) } else { Err(NumError::Empty) }
+    if any {
+        Ok(v)
+    } else {
+        Err(NumError::Empty)
+    }
 }
 
 /// A number with an optional binary suffix: `K` (KiB), `M` (MiB), `G` (GiB); case-insensitive.
@@ -68,7 +72,9 @@ pub fn words(line: &str) -> Vec<&str> {
             out.push(&q[..end]);
             rest = q.get(end + 1..).unwrap_or("").trim_start();
         } else {
-            let end = rest.find(|c: char| c.is_ascii_whitespace()).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
             out.push(&rest[..end]);
             rest = rest[end..].trim_start();
         }

@@ -1,0 +1,128 @@
+# capmon: build, boot images, run, test, benchmark, debug.
+#   make            kernel ELF (build/capmon.elf) and its symbol table (build/capmon.sym)
+#   make iso        build/capmon.iso: GRUB, hybrid BIOS + UEFI
+#   make iso-limine build/capmon-limine.iso (needs LIMINE_DIR=<Limine 8.x binary release>)
+#   make run        boot the ISO under SeaBIOS, serial on this terminal (quit: Ctrl-A X)
+#   make run-uefi   the same under OVMF
+#   make test       host tests, lints, every expect proof; ends with "N passed, N failed"
+#   make bench      every benchmark
+#   make gdb        boot paused with QEMU's gdbstub and attach GDB
+# QEMU_EXTRA="..." adds QEMU arguments to every run target.
+
+BUILD       := build
+PROFILE     ?= release
+KERNEL_ELF  := $(BUILD)/capmon.elf
+KERNEL_SYM  := $(BUILD)/capmon.sym
+ISO         := $(BUILD)/capmon.iso
+LIMINE_ISO  := $(BUILD)/capmon-limine.iso
+QEMU        := qemu-system-x86_64
+QEMU_EXTRA  ?=
+MEM         ?= 256M
+SMP         ?= 2
+OVMF_CODE   ?= /usr/share/OVMF/OVMF_CODE_4M.fd
+OVMF_VARS_TEMPLATE ?= /usr/share/OVMF/OVMF_VARS_4M.fd
+OVMF_VARS   := $(BUILD)/OVMF_VARS.fd
+CARGO       := cargo
+TARGET      := x86_64-unknown-none
+CARGO_OUT   := target/$(TARGET)/$(PROFILE)/capmon
+SETUP_STAMP := $(BUILD)/.setup-done
+
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all setup kernel iso iso-limine run run-uefi run-limine test test-host test-proofs lint \
+        bench bench-boot bench-pci bench-blk gdb clean
+
+all: $(KERNEL_ELF)
+
+setup $(SETUP_STAMP):
+	@scripts/setup.sh
+
+KERNEL_SRCS := $(shell find kernel shell cmds drivers -name '*.rs' -o -name '*.s' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml rust-toolchain.toml
+
+$(KERNEL_ELF): $(SETUP_STAMP) $(KERNEL_SRCS)
+	@mkdir -p $(BUILD)
+	$(CARGO) build -p capmon-kernel --target $(TARGET) $(if $(filter release,$(PROFILE)),--release,)
+	cp $(CARGO_OUT) $@
+	nm -n -C --defined-only $@ | awk '$$2 ~ /^[tTwW]$$/ { $$2=""; sub(/  /, " "); print }' > $(KERNEL_SYM)
+
+$(KERNEL_SYM): $(KERNEL_ELF)
+
+kernel: $(KERNEL_ELF)
+
+# ---- GRUB ISO (BIOS + UEFI, via grub-mkrescue) ----
+$(ISO): $(KERNEL_ELF) scripts/grub.cfg
+	@rm -rf $(BUILD)/iso && mkdir -p $(BUILD)/iso/boot/grub
+	cp $(KERNEL_ELF) $(BUILD)/iso/boot/capmon.elf
+	cp $(KERNEL_SYM) $(BUILD)/iso/boot/capmon.sym
+	cp scripts/grub.cfg $(BUILD)/iso/boot/grub/grub.cfg
+	grub-mkrescue -o $@ $(BUILD)/iso >$(BUILD)/grub-mkrescue.log 2>$(BUILD)/grub-mkrescue.log || { cat $(BUILD)/grub-mkrescue.log; exit 1; }
+
+iso: $(ISO)
+
+# ---- Limine ISO (BIOS + UEFI) ----
+iso-limine: $(KERNEL_ELF)
+	@if [ -z "$(LIMINE_DIR)" ] || [ ! -f "$(LIMINE_DIR)/limine-bios-cd.bin" ]; then \
+	  echo "iso-limine: set LIMINE_DIR to a Limine 8.x binary release (a checkout of the v8.x-binary"; \
+	  echo "branch, built with 'make -C \$$LIMINE_DIR'), containing limine-bios-cd.bin,"; \
+	  echo "limine-uefi-cd.bin, limine-bios.sys, BOOTX64.EFI and the 'limine' host tool."; exit 1; fi
+	@rm -rf $(BUILD)/iso-limine && mkdir -p $(BUILD)/iso-limine/boot/limine $(BUILD)/iso-limine/EFI/BOOT
+	cp $(KERNEL_ELF) $(BUILD)/iso-limine/boot/capmon.elf
+	cp $(KERNEL_SYM) $(BUILD)/iso-limine/boot/capmon.sym
+	cp scripts/limine.conf $(BUILD)/iso-limine/boot/limine/limine.conf
+	cp $(LIMINE_DIR)/limine-bios.sys $(LIMINE_DIR)/limine-bios-cd.bin $(LIMINE_DIR)/limine-uefi-cd.bin $(BUILD)/iso-limine/boot/limine/
+	cp $(LIMINE_DIR)/BOOTX64.EFI $(BUILD)/iso-limine/EFI/BOOT/
+	xorriso -as mkisofs -R -r -J -b boot/limine/limine-bios-cd.bin -no-emul-boot -boot-load-size 4 \
+	  -boot-info-table -hfsplus -apm-block-size 2048 --efi-boot boot/limine/limine-uefi-cd.bin \
+	  -efi-boot-part --efi-boot-image --protective-msdos-label $(BUILD)/iso-limine -o $(LIMINE_ISO) 2>/dev/null
+	$(LIMINE_DIR)/limine bios-install $(LIMINE_ISO) 2>/dev/null
+
+# ---- Running ----
+QEMU_BASE := -machine q35 -m $(MEM) -smp $(SMP) -serial mon:stdio -display none -no-reboot $(QEMU_EXTRA)
+
+$(OVMF_VARS):
+	@mkdir -p $(BUILD) && cp $(OVMF_VARS_TEMPLATE) $@
+
+run: $(ISO)
+	$(QEMU) $(QEMU_BASE) -cdrom $(ISO)
+
+run-uefi: $(ISO) $(OVMF_VARS)
+	$(QEMU) $(QEMU_BASE) -drive if=pflash,format=raw,readonly=on,file=$(OVMF_CODE) \
+	  -drive if=pflash,format=raw,file=$(OVMF_VARS) -cdrom $(ISO)
+
+run-limine: iso-limine
+	$(QEMU) $(QEMU_BASE) -cdrom $(LIMINE_ISO)
+
+gdb: $(ISO)
+	scripts/gdb/run-gdb.sh $(ISO) $(KERNEL_ELF) "$(QEMU_EXTRA)"
+
+# ---- Tests ----
+lint: $(SETUP_STAMP)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --exclude capmon-kernel --all-targets -- -D warnings
+	$(CARGO) clippy -p capmon-kernel --target $(TARGET) --release -- -D warnings
+
+test-host: $(SETUP_STAMP)
+	$(CARGO) test --workspace --exclude capmon-kernel 2>&1 | tee $(BUILD)/host-tests.log
+
+test-proofs: $(ISO) image
+	expect/run-all.sh
+
+test: $(SETUP_STAMP)
+	@scripts/test.sh
+
+# ---- Benchmarks ----
+bench: bench-boot bench-pci bench-blk
+
+bench-boot: $(ISO)
+	scripts/bench-boot.sh
+
+bench-pci: $(ISO)
+	scripts/bench-pci.sh
+
+bench-blk: $(ISO)
+	scripts/bench-blk.sh
+
+clean:
+	rm -rf $(BUILD) target
+
+-include mk/image.mk

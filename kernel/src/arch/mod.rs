@@ -1,0 +1,3 @@
+//! x86_64 specifics: descriptor tables, traps and the fault guard, CPU identification.
+pub mod gdt;
+pub mod traps;

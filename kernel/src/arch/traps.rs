@@ -1,0 +1,427 @@
+//! CPU exceptions: entry stubs, a decoded report, and the fault guard that lets a command that
+//! faults return to the monitor prompt.
+//!
+//! Every vector 0..=31 enters `trap_common` through a stub that pushes a uniform frame (error
+//! code or 0, vector number, then all general registers). `trap_dispatch` prints the report; if
+//! a guarded command is running, it rewrites the frame so that `iretq` resumes at the guard's
+//! saved context (a longjmp), otherwise it halts.
+use core::arch::global_asm;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use super::gdt;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// Saved callee-saved context of `guard_call` (System V ABI).
+#[repr(C)]
+#[derive(Default)]
+pub struct JmpBuf {
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rsp: u64,
+    rip: u64,
+}
+
+global_asm!(
+    r#"
+.macro TRAP_NOERR n
+trap_stub_\n:
+    push 0
+    push \n
+    jmp trap_common
+.endm
+.macro TRAP_ERR n
+trap_stub_\n:
+    push \n
+    jmp trap_common
+.endm
+
+.section .text
+TRAP_NOERR 0
+TRAP_NOERR 1
+TRAP_NOERR 2
+TRAP_NOERR 3
+TRAP_NOERR 4
+TRAP_NOERR 5
+TRAP_NOERR 6
+TRAP_NOERR 7
+TRAP_ERR 8
+TRAP_NOERR 9
+TRAP_ERR 10
+TRAP_ERR 11
+TRAP_ERR 12
+TRAP_ERR 13
+TRAP_ERR 14
+TRAP_NOERR 15
+TRAP_NOERR 16
+TRAP_ERR 17
+TRAP_NOERR 18
+TRAP_NOERR 19
+TRAP_NOERR 20
+TRAP_ERR 21
+TRAP_NOERR 22
+TRAP_NOERR 23
+TRAP_NOERR 24
+TRAP_NOERR 25
+TRAP_NOERR 26
+TRAP_NOERR 27
+TRAP_NOERR 28
+TRAP_ERR 29
+TRAP_ERR 30
+TRAP_NOERR 31
+
+trap_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    cld
+    call {dispatch}
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+.section .rodata
+.balign 8
+.global trap_stub_table
+trap_stub_table:
+    .quad trap_stub_0, trap_stub_1, trap_stub_2, trap_stub_3, trap_stub_4, trap_stub_5
+    .quad trap_stub_6, trap_stub_7, trap_stub_8, trap_stub_9, trap_stub_10, trap_stub_11
+    .quad trap_stub_12, trap_stub_13, trap_stub_14, trap_stub_15, trap_stub_16, trap_stub_17
+    .quad trap_stub_18, trap_stub_19, trap_stub_20, trap_stub_21, trap_stub_22, trap_stub_23
+    .quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27, trap_stub_28, trap_stub_29
+    .quad trap_stub_30, trap_stub_31
+
+.section .text
+# u64 guard_call(extern "C" fn(*mut u8), *mut u8, *mut JmpBuf): saves the callee-saved context,
+# calls f(arg) and returns 0; a fault inside f resumes here returning 1 (see guard_resume).
+.global guard_call
+guard_call:
+    mov [rdx + 0], rbx
+    mov [rdx + 8], rbp
+    mov [rdx + 16], r12
+    mov [rdx + 24], r13
+    mov [rdx + 32], r14
+    mov [rdx + 40], r15
+    lea rax, [rsp + 8]
+    mov [rdx + 48], rax
+    mov rax, [rsp]
+    mov [rdx + 56], rax
+    mov rax, rdi
+    mov rdi, rsi
+    sub rsp, 8
+    call rax
+    add rsp, 8
+    xor eax, eax
+    ret
+
+# ! guard_longjmp(*const JmpBuf): resumes a guard_call context, returning 1 from it.
+.global guard_longjmp
+guard_longjmp:
+    mov rbx, [rdi + 0]
+    mov rbp, [rdi + 8]
+    mov r12, [rdi + 16]
+    mov r13, [rdi + 24]
+    mov r14, [rdi + 32]
+    mov r15, [rdi + 40]
+    mov rsp, [rdi + 48]
+    mov eax, 1
+    jmp qword ptr [rdi + 56]
+"#,
+    dispatch = sym trap_dispatch,
+);
+
+unsafe extern "C" {
+    static trap_stub_table: [u64; 32];
+    fn guard_call(f: extern "C" fn(*mut u8), arg: *mut u8, buf: *mut JmpBuf) -> u64;
+    fn guard_longjmp(buf: *const JmpBuf) -> !;
+}
+
+/// The guard of the command now running, if any.
+static ACTIVE_GUARD: AtomicPtr<JmpBuf> = AtomicPtr::new(core::ptr::null_mut());
+
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct IdtEntry {
+    offset_lo: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_hi: u32,
+    zero: u32,
+}
+
+static mut IDT: [IdtEntry; 256] = [IdtEntry {
+    offset_lo: 0,
+    selector: 0,
+    ist: 0,
+    type_attr: 0,
+    offset_mid: 0,
+    offset_hi: 0,
+    zero: 0,
+}; 256];
+
+/// Installs gates for all 32 exception vectors (interrupt gates, DPL 0).
+pub fn init() {
+    let sel = gdt::code_selector();
+    for v in 0..32usize {
+        // SAFETY: trap_stub_table is a read-only table of 32 code addresses defined above.
+        let addr = unsafe { trap_stub_table[v] };
+        let ist = match v {
+            8 => gdt::IST_DOUBLE_FAULT + 1,
+            2 => gdt::IST_NMI + 1,
+            18 => gdt::IST_MACHINE_CHECK + 1,
+            _ => 0,
+        } as u8;
+        let e = IdtEntry {
+            offset_lo: addr as u16,
+            selector: sel,
+            ist,
+            type_attr: 0x8e, // present, DPL 0, 64-bit interrupt gate
+            offset_mid: (addr >> 16) as u16,
+            offset_hi: (addr >> 32) as u32,
+            zero: 0,
+        };
+        // SAFETY: single-threaded boot; the IDT is written before it is loaded.
+        unsafe { (*core::ptr::addr_of_mut!(IDT))[v] = e };
+    }
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
+        base: x86_64::VirtAddr::new(core::ptr::addr_of!(IDT) as u64),
+    };
+    // SAFETY: the IDT is a static that lives forever and holds valid gates for 0..32.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+pub const VECTOR_NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range exceeded",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack-segment fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved",
+    "#MF x87 floating-point",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD floating-point",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved",
+];
+
+/// #PF error code bits (Intel SDM Vol. 3A §4.7).
+fn decode_pf(err: u64, o: &mut dyn Write) {
+    let _ = write!(
+        o,
+        "{} {} in {} mode{}{}{}",
+        if err & 1 != 0 { "protection violation" } else { "page not present" },
+        if err & 0x10 != 0 {
+            "on instruction fetch"
+        } else if err & 2 != 0 {
+            "on write"
+        } else {
+            "on read"
+        },
+        if err & 4 != 0 { "user" } else { "supervisor" },
+        if err & 8 != 0 { ", reserved bit set" } else { "" },
+        if err & 0x20 != 0 { ", protection key" } else { "" },
+        if err & 0x8000 != 0 { ", SGX" } else { "" },
+    );
+}
+
+/// Selector error code (#GP, #TS, #NP, #SS; SDM Vol. 3A §6.13).
+fn decode_selector(err: u64, o: &mut dyn Write) {
+    if err == 0 {
+        let _ = o.write_str("no selector (general protection, e.g. non-canonical address)");
+        return;
+    }
+    let table = match (err >> 1) & 3 {
+        0 => "GDT",
+        2 => "LDT",
+        _ => "IDT",
+    };
+    let _ = write!(o, "selector index {:#x} in {}{}", err >> 3, table, if err & 1 != 0 { ", external" } else { "" });
+}
+
+/// Prints the exception report for `f`.
+pub fn report(f: &TrapFrame, o: &mut dyn Write) {
+    let v = f.vector as usize;
+    let name = VECTOR_NAMES.get(v).copied().unwrap_or("unknown");
+    let _ = writeln!(o, "\n*** EXCEPTION {} (vector {}) ***", name, v);
+    match v {
+        14 => {
+            let _ = write!(o, "error code {:#x}: ", f.error);
+            decode_pf(f.error, o);
+            let _ = writeln!(o);
+            let _ = writeln!(o, "CR2 (fault address) = {:#018x}", x86_64::registers::control::Cr2::read_raw());
+        }
+        10 | 11 | 12 | 13 => {
+            let _ = write!(o, "error code {:#x}: ", f.error);
+            decode_selector(f.error, o);
+            let _ = writeln!(o);
+        }
+        8 | 17 | 21 | 29 | 30 => {
+            let _ = writeln!(o, "error code {:#x}", f.error);
+        }
+        _ => {}
+    }
+    let _ = write!(o, "RIP={:#018x}", f.rip);
+    match crate::symbols::lookup(f.rip) {
+        Some((name, off)) => {
+            let _ = writeln!(o, " <{}+{:#x}>", name, off);
+        }
+        None => {
+            let _ = writeln!(o, " <no symbol>");
+        }
+    }
+    let _ = writeln!(o, "RSP={:#018x} RFLAGS={:#018x} CS={:#x} SS={:#x}", f.rsp, f.rflags, f.cs, f.ss);
+    let _ = writeln!(o, "RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}", f.rax, f.rbx, f.rcx, f.rdx);
+    let _ = writeln!(o, "RSI={:#018x} RDI={:#018x} RBP={:#018x} R8 ={:#018x}", f.rsi, f.rdi, f.rbp, f.r8);
+    let _ = writeln!(o, "R9 ={:#018x} R10={:#018x} R11={:#018x} R12={:#018x}", f.r9, f.r10, f.r11, f.r12);
+    let _ = writeln!(o, "R13={:#018x} R14={:#018x} R15={:#018x}", f.r13, f.r14, f.r15);
+}
+
+extern "C" fn trap_dispatch(f: &mut TrapFrame) {
+    {
+        let mut con = crate::console::emergency();
+        report(f, &mut *con);
+    }
+    let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if guard.is_null() {
+        let _ = writeln!(crate::console::emergency(), "fault outside any command: system halted");
+        halt_forever();
+    }
+    crate::mem::heap::recover_after_fault();
+    let _ = writeln!(crate::console::emergency(), "command aborted; back to the monitor");
+    // SAFETY: `guard` points at the JmpBuf of a guard_call frame that is still live below us on
+    // the stack (ACTIVE_GUARD is cleared before guard_call's frame is left).
+    let g = unsafe { &*guard };
+    f.rbx = g.rbx;
+    f.rbp = g.rbp;
+    f.r12 = g.r12;
+    f.r13 = g.r13;
+    f.r14 = g.r14;
+    f.r15 = g.r15;
+    f.rsp = g.rsp;
+    f.rip = g.rip;
+    f.rax = 1;
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Runs `f`; `None` if it faulted (the report has been printed). Not reentrant.
+pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
+    struct Slot<F, R> {
+        f: Option<F>,
+        r: Option<R>,
+    }
+    extern "C" fn tramp<R, F: FnOnce() -> R>(arg: *mut u8) {
+        // SAFETY: `arg` is the `Slot` that `guarded` passed, alive for the whole call.
+        let slot = unsafe { &mut *(arg as *mut Slot<F, R>) };
+        if let Some(f) = slot.f.take() {
+            slot.r = Some(f());
+        }
+    }
+    let mut slot = Slot { f: Some(f), r: None };
+    let mut buf = JmpBuf::default();
+    ACTIVE_GUARD.store(&mut buf, Ordering::SeqCst);
+    // SAFETY: guard_call saves our callee-saved registers and returns normally or through
+    // trap_dispatch/guard_longjmp to this frame, which is still live.
+    let faulted = unsafe { guard_call(tramp::<R, F>, &mut slot as *mut Slot<F, R> as *mut u8, &mut buf) };
+    ACTIVE_GUARD.store(core::ptr::null_mut(), Ordering::SeqCst);
+    // The trampoline wrote `slot` behind the compiler's back (through a raw pointer in asm).
+    let slot = core::hint::black_box(&mut slot);
+    if faulted == 0 { slot.r.take() } else { None }
+}
+
+/// From the panic handler: abandons the running command, if any.
+pub fn abort_guarded_command() {
+    let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if !guard.is_null() {
+        crate::mem::heap::recover_after_fault();
+        let _ = writeln!(crate::console::emergency(), "command aborted; back to the monitor");
+        // SAFETY: as in trap_dispatch: the guard's frame is live below us.
+        unsafe { guard_longjmp(guard) }
+    }
+}

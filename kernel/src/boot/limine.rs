@@ -1,0 +1,125 @@
+//! The Limine boot protocol (base revision 3): requests the kernel embeds, answered by Limine.
+use super::{BootDevice, BootInfo, Firmware, Framebuffer, RegionKind, copy_str};
+use limine::{BaseRevision, RequestsEndMarker, RequestsStartMarker};
+use limine::firmware::FIRMWARE_TYPE_X86BIOS;
+use limine::memmap;
+use limine::request::{
+    BootloaderInfoRequest, ExecutableAddressRequest, ExecutableCmdlineRequest, ExecutableFileRequest,
+    FirmwareTypeRequest, FramebufferRequest, HhdmRequest, MemmapRequest, ModulesRequest, RsdpRequest,
+
+};
+
+#[used]
+#[unsafe(link_section = ".requests_start_marker")]
+static START: RequestsStartMarker = RequestsStartMarker::new();
+/// Revision 3: RSDP is reported as a physical address; Limine 8.x supports it.
+#[used]
+#[unsafe(link_section = ".requests")]
+static BASE_REVISION: BaseRevision = BaseRevision::with_revision(3);
+#[used]
+#[unsafe(link_section = ".requests")]
+static HHDM: HhdmRequest = HhdmRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static MEMMAP: MemmapRequest = MemmapRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static RSDP: RsdpRequest = RsdpRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static INFO: BootloaderInfoRequest = BootloaderInfoRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static FIRMWARE: FirmwareTypeRequest = FirmwareTypeRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static CMDLINE: ExecutableCmdlineRequest = ExecutableCmdlineRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static KADDR: ExecutableAddressRequest = ExecutableAddressRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static KFILE: ExecutableFileRequest = ExecutableFileRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static MODULES: ModulesRequest = ModulesRequest::new();
+#[used]
+#[unsafe(link_section = ".requests")]
+static FB: FramebufferRequest = FramebufferRequest::new();
+#[used]
+#[unsafe(link_section = ".requests_end_marker")]
+static END: RequestsEndMarker = RequestsEndMarker::new();
+
+pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
+    bi.loader = "Limine";
+    if !BASE_REVISION.is_supported() {
+        return Err("Limine does not support base revision 3");
+    }
+    bi.direct_map = HHDM.response().ok_or("no HHDM response")?.offset;
+    if let Some(info) = INFO.response() {
+        copy_str(&mut bi.loader_version, info.version());
+    }
+    bi.firmware = match FIRMWARE.response() {
+        Some(f) if f.firmware_type == FIRMWARE_TYPE_X86BIOS => Firmware::Bios,
+        Some(_) => Firmware::Uefi,
+        None => Firmware::Bios,
+    };
+    if let Some(c) = CMDLINE.response() {
+        copy_str(&mut bi.cmdline, c.cmdline());
+    }
+    if let Some(k) = KADDR.response() {
+        bi.kernel_phys = k.physical_base;
+    }
+    let mm = MEMMAP.response().ok_or("no memory map response")?;
+    for e in mm.entries() {
+        let kind = match e.type_ {
+            memmap::MEMMAP_USABLE => RegionKind::Usable,
+            memmap::MEMMAP_ACPI_RECLAIMABLE => RegionKind::AcpiReclaimable,
+            memmap::MEMMAP_ACPI_NVS => RegionKind::AcpiNvs,
+            memmap::MEMMAP_BAD_MEMORY => RegionKind::Bad,
+            memmap::MEMMAP_BOOTLOADER_RECLAIMABLE => RegionKind::Bootloader,
+            memmap::MEMMAP_EXECUTABLE_AND_MODULES => RegionKind::KernelAndModules,
+            memmap::MEMMAP_FRAMEBUFFER => RegionKind::Framebuffer,
+            _ => RegionKind::Reserved,
+        };
+        bi.push_region(e.base, e.length, kind);
+    }
+    bi.rsdp = RSDP.response().map(|r| r.address as u64).filter(|&a| a != 0);
+    if let Some(m) = MODULES.response() {
+        for f in m.modules() {
+            let data = f.data();
+            let start = data.as_ptr() as u64 - bi.direct_map;
+            let name = f.path().rsplit('/').next().unwrap_or("");
+            bi.push_module(start, start + data.len() as u64, name);
+        }
+    }
+    if let Some(f) = KFILE.response() {
+        let f = f.executable_file();
+        bi.boot_device = Some(BootDevice::Limine {
+            media: f.media_type,
+            partition: f.partition_index,
+            disk_guid: guid_bytes(&f.gpt_disk_uuid),
+            part_guid: guid_bytes(&f.gpt_part_uuid),
+        });
+    }
+    if let Some(fb) = FB.response().and_then(|r| r.framebuffers().first().copied()) {
+        bi.framebuffer = Some(Framebuffer {
+            phys: fb.address() as u64 - bi.direct_map,
+            width: fb.width as u32,
+            height: fb.height as u32,
+            pitch: fb.pitch as u32,
+            bpp: fb.bpp as u8,
+        });
+    }
+    Ok(())
+}
+
+/// A GUID in its on-disk (mixed-endian) byte order, as GPT stores it.
+fn guid_bytes(u: &limine::uuid::Uuid) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&u.a.to_le_bytes());
+    b[4..6].copy_from_slice(&u.b.to_le_bytes());
+    b[6..8].copy_from_slice(&u.c.to_le_bytes());
+    b[8..].copy_from_slice(&u.d);
+    b
+}

@@ -1,0 +1,186 @@
+//! The machine as the monitor's commands see it: the kernel's implementation of every host
+//! trait in `capmon-cmds`, wiring commands to the subsystems the board set up at boot.
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use capmon_cmds::sys::{MemRegion, MemStats, PlatformHost, VersionInfo};
+
+use crate::boot::{BootDevice, BootInfo, Firmware};
+use crate::mem::{frames, heap, paging};
+
+pub struct Machine {
+    pub boot: &'static BootInfo,
+}
+
+impl Machine {
+    pub fn new(boot: &'static BootInfo) -> Self {
+        Machine { boot }
+    }
+}
+
+fn guid(b: &[u8; 16]) -> String {
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_le_bytes([b[4], b[5]]),
+        u16::from_le_bytes([b[6], b[7]]),
+        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
+
+/// Reads or writes one naturally aligned `unit` at `ptr` with a single access.
+///
+/// # Safety
+/// `ptr` may be anything: a bad address faults, and the monitor's guard reports the fault.
+unsafe fn access(ptr: u64, unit: usize, write: Option<u64>) -> u64 {
+    // SAFETY: the caller accepts a fault; alignment was checked by the command.
+    unsafe {
+        match (unit, write) {
+            (1, None) => core::ptr::read_volatile(ptr as *const u8) as u64,
+            (2, None) => core::ptr::read_volatile(ptr as *const u16) as u64,
+            (4, None) => core::ptr::read_volatile(ptr as *const u32) as u64,
+            (_, None) => core::ptr::read_volatile(ptr as *const u64),
+            (1, Some(v)) => {
+                core::ptr::write_volatile(ptr as *mut u8, v as u8);
+                v
+            }
+            (2, Some(v)) => {
+                core::ptr::write_volatile(ptr as *mut u16, v as u16);
+                v
+            }
+            (4, Some(v)) => {
+                core::ptr::write_volatile(ptr as *mut u32, v as u32);
+                v
+            }
+            (_, Some(v)) => {
+                core::ptr::write_volatile(ptr as *mut u64, v);
+                v
+            }
+        }
+    }
+}
+
+impl Machine {
+    fn address(&self, addr: u64, physical: bool) -> Result<u64, String> {
+        if physical {
+            addr.checked_add(paging::direct_map()).ok_or_else(|| String::from("physical address too large"))
+        } else {
+            Ok(addr)
+        }
+    }
+}
+
+impl PlatformHost for Machine {
+    fn version(&self) -> VersionInfo {
+        let b = self.boot;
+        let mut loader = String::from(b.loader);
+        if !b.loader_version().is_empty() {
+            loader = format!("{} [{}]", loader, b.loader_version());
+        }
+        VersionInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            commit: env!("CAPMON_COMMIT"),
+            profile: env!("CAPMON_PROFILE"),
+            loader,
+            firmware: match b.firmware {
+                Firmware::Bios => "BIOS",
+                Firmware::Uefi => "UEFI",
+            },
+            cmdline: String::from(b.cmdline()),
+            boot_device: b.boot_device.map(|d| match d {
+                BootDevice::Bios { drive, partition, sub } => {
+                    format!("BIOS drive {:#x} partition {} sub-partition {}", drive, partition as i32, sub as i32)
+                }
+                BootDevice::Limine { media, partition, disk_guid, part_guid } => format!(
+                    "{} partition {} (disk GUID {}, partition GUID {})",
+                    match media {
+                        1 => "optical",
+                        2 => "tftp",
+                        _ => "disk",
+                    },
+                    partition,
+                    guid(&disk_guid),
+                    guid(&part_guid)
+                ),
+            }),
+        }
+    }
+
+    fn memory_map(&self) -> Vec<MemRegion> {
+        self.boot.regions().iter().map(|r| MemRegion { base: r.base, len: r.len, kind: r.kind.name() }).collect()
+    }
+
+    fn mem_stats(&self) -> MemStats {
+        let f = frames::stats();
+        let h = heap::stats();
+        MemStats {
+            frames_usable: f.usable,
+            frames_free: f.free,
+            heap_claimed: h.claimed,
+            heap_allocated: h.allocated,
+            heap_available: h.available,
+            heap_allocations: h.allocations,
+        }
+    }
+
+    fn read_mem(&mut self, addr: u64, physical: bool, unit: usize, buf: &mut [u8]) -> Result<(), String> {
+        let base = self.address(addr, physical)?;
+        for (i, chunk) in buf.chunks_mut(unit).enumerate() {
+            // SAFETY: see `access`: faults are caught by the monitor's guard.
+            let v = unsafe { access(base + (i * unit) as u64, unit, None) };
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+
+    fn write_mem(&mut self, addr: u64, physical: bool, unit: usize, value: u64) -> Result<(), String> {
+        let p = self.address(addr, physical)?;
+        // SAFETY: see `access`.
+        unsafe { access(p, unit, Some(value)) };
+        Ok(())
+    }
+
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        // SAFETY: CPUID is always available in long mode and has no side effects.
+        let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+        [r.eax, r.ebx, r.ecx, r.edx]
+    }
+
+    fn uptime_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn log_level(&self) -> &'static str {
+        match log::max_level() {
+            log::LevelFilter::Off => "off",
+            log::LevelFilter::Error => "error",
+            log::LevelFilter::Warn => "warn",
+            log::LevelFilter::Info => "info",
+            log::LevelFilter::Debug => "debug",
+            log::LevelFilter::Trace => "trace",
+        }
+    }
+
+    fn set_log_level(&mut self, level: &str) -> bool {
+        match crate::logger::parse_level(level) {
+            Some(l) => {
+                log::set_max_level(l);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn reboot(&mut self) -> String {
+        crate::power::reboot()
+    }
+
+    fn poweroff(&mut self) -> String {
+        crate::power::poweroff()
+    }
+}
+
+impl capmon_cmds::acpi::AcpiHost for Machine {}
+impl capmon_cmds::pci::PciHost for Machine {}
+impl capmon_cmds::blk::BlkHost for Machine {}
+impl capmon_cmds::virtio::VirtioHost for Machine {}

@@ -1,0 +1,156 @@
+//! The kernel's page tables through the `x86_64` crate's `OffsetPageTable`, the direct map of
+//! physical memory, and uncached MMIO mappings.
+use crate::boot::{BootInfo, RegionKind};
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
+    Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::frames::{self, FRAME};
+
+static DIRECT_MAP: AtomicU64 = AtomicU64::new(0);
+/// MMIO windows live at MMIO_BASE + physical address, mapped uncached (PML4 slot 320).
+pub const MMIO_BASE: u64 = 0xFFFF_A000_0000_0000;
+/// The highest physical address MMIO_BASE can alias (64 TiB, well inside the canonical half).
+const MMIO_LIMIT: u64 = 1 << 46;
+
+static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+
+pub fn phys_to_virt(phys: u64) -> u64 {
+    DIRECT_MAP.load(Ordering::Relaxed) + phys
+}
+
+pub fn direct_map() -> u64 {
+    DIRECT_MAP.load(Ordering::Relaxed)
+}
+
+struct KernelFrames;
+
+// SAFETY: frames come from the frame allocator, unused and zeroed.
+unsafe impl FrameAllocator<Size4KiB> for KernelFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        frames::alloc_zeroed(1, 1).map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+    }
+}
+
+pub fn init(bi: &BootInfo) {
+    DIRECT_MAP.store(bi.direct_map, Ordering::Relaxed);
+    let (pml4_frame, _) = x86_64::registers::control::Cr3::read();
+    let pml4 = phys_to_virt(pml4_frame.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: CR3 points at the live PML4, reachable through the direct map; from here on only
+    // MAPPER touches the page tables.
+    let mut mapper = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(bi.direct_map)) };
+    if bi.loader.contains("multiboot2") {
+        // The trampoline's identity map is no longer needed; dropping it makes null and
+        // low-address dereferences fault.
+        mapper.level_4_table_mut()[0].set_unused();
+        x86_64::instructions::tlb::flush_all();
+    }
+    // Extend the direct map to usable RAM the boot tables do not cover (above 4 GiB, or any
+    // RAM Limine left out), with 2 MiB pages where aligned.
+    for r in bi.regions().iter().filter(|r| matches!(r.kind, RegionKind::Usable | RegionKind::AcpiReclaimable)) {
+        let _ = ensure_mapped(&mut mapper, r.base, r.len, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, bi.direct_map);
+    }
+    *MAPPER.lock() = Some(mapper);
+}
+
+/// Maps `phys .. phys+len` at `virt_base + phys` with `flags`, skipping pages already mapped.
+fn ensure_mapped(
+    m: &mut OffsetPageTable<'static>,
+    phys: u64,
+    len: u64,
+    flags: F,
+    virt_base: u64,
+) -> Result<(), &'static str> {
+    let mut p = phys & !(FRAME - 1);
+    let end = phys.checked_add(len).ok_or("range overflows")?.next_multiple_of(FRAME);
+    while p < end {
+        let va = VirtAddr::new(virt_base + p);
+        if !matches!(m.translate(va), TranslateResult::NotMapped) {
+            p += FRAME;
+            continue;
+        }
+        let huge = p % Size2MiB::SIZE == 0 && end - p >= Size2MiB::SIZE && !flags.contains(F::NO_CACHE);
+        let res = if huge {
+            let page = Page::<Size2MiB>::containing_address(va);
+            let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(p));
+            // SAFETY: maps physical memory at its alias; nothing else is mapped there (checked).
+            unsafe { m.map_to(page, frame, flags | F::HUGE_PAGE, &mut KernelFrames) }
+                .map(|f| f.flush())
+                .map_err(|e| match e {
+                    MapToError::FrameAllocationFailed => MapToError::FrameAllocationFailed,
+                    MapToError::ParentEntryHugePage => MapToError::ParentEntryHugePage,
+                    MapToError::PageAlreadyMapped(_) => MapToError::ParentEntryHugePage,
+                })
+        } else {
+            let page = Page::<Size4KiB>::containing_address(va);
+            let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(p));
+            // SAFETY: as above.
+            unsafe { m.map_to(page, frame, flags, &mut KernelFrames) }.map(|f| f.flush())
+        };
+        match res {
+            Ok(()) => {}
+            // A huge page of the boot map already covers part of this range.
+            Err(MapToError::PageAlreadyMapped(_)) | Err(MapToError::ParentEntryHugePage) => {}
+            Err(MapToError::FrameAllocationFailed) => return Err("out of memory for page tables"),
+        }
+        p += if huge { Size2MiB::SIZE } else { FRAME };
+    }
+    Ok(())
+}
+
+/// A virtual address for `len` bytes of physical memory: RAM and firmware tables through the
+/// direct map (mapping pages on demand), device registers through an uncached MMIO alias.
+pub fn map_phys(phys: u64, len: usize, mmio: bool) -> Option<*mut u8> {
+    let mut guard = MAPPER.lock();
+    let m = guard.as_mut()?;
+    if mmio {
+        if phys.checked_add(len as u64)? > MMIO_LIMIT {
+            return None;
+        }
+        let flags = F::PRESENT | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | F::NO_EXECUTE;
+        ensure_mapped(m, phys, len as u64, flags, MMIO_BASE).ok()?;
+        Some((MMIO_BASE + phys) as *mut u8)
+    } else {
+        let dm = direct_map();
+        phys.checked_add(len as u64)?;
+        ensure_mapped(m, phys, len as u64, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, dm).ok()?;
+        Some((dm + phys) as *mut u8)
+    }
+}
+
+/// Whether `virt` is mapped (for commands that want to say so before touching it).
+pub fn is_mapped(virt: u64) -> bool {
+    let Ok(va) = VirtAddr::try_new(virt) else { return false };
+    MAPPER.lock().as_ref().is_some_and(|m| !matches!(m.translate(va), TranslateResult::NotMapped))
+}
+
+/// The kernel's `PhysMap` for drivers.
+pub struct KernelPhysMap;
+
+impl capmon_hal::PhysMap for KernelPhysMap {
+    fn map(&self, phys: u64, len: usize, mmio: bool) -> Option<*mut u8> {
+        map_phys(phys, len, mmio)
+    }
+}
+
+/// The kernel's `Dma` for drivers: whole frames from the frame allocator, seen through the
+/// direct map (write-back; QEMU's and real PCIe DMA are cache-coherent on x86).
+pub struct KernelDma;
+
+impl capmon_hal::Dma for KernelDma {
+    fn alloc(&self, len: usize, align: usize) -> Option<capmon_hal::DmaBuf> {
+        let count = (len.max(1) as u64).div_ceil(FRAME);
+        let align_frames = (align as u64).div_ceil(FRAME).max(1);
+        let phys = frames::alloc_zeroed(count, align_frames)?;
+        Some(capmon_hal::DmaBuf { virt: phys_to_virt(phys) as *mut u8, phys, len })
+    }
+
+    fn free(&self, buf: capmon_hal::DmaBuf) {
+        frames::free(buf.phys, (buf.len.max(1) as u64).div_ceil(FRAME));
+    }
+}
