@@ -1,4 +1,4 @@
-//! The Limine boot protocol (base revision 3): requests the kernel embeds, answered by Limine.
+//! The Limine boot protocol (base revision 2): requests the kernel embeds, answered by Limine.
 use super::{BootDevice, BootInfo, Firmware, Framebuffer, RegionKind, copy_str};
 use limine::{BaseRevision, RequestsEndMarker, RequestsStartMarker};
 use limine::firmware::FIRMWARE_TYPE_X86BIOS;
@@ -12,10 +12,12 @@ use limine::request::{
 #[used]
 #[unsafe(link_section = ".requests_start_marker")]
 static START: RequestsStartMarker = RequestsStartMarker::new();
-/// Revision 3: RSDP is reported as a physical address; Limine 8.x supports it.
+/// Revision 2 is the newest Limine 8.x supports (PROTOCOL.md "Base revisions"); later Limine
+/// releases still accept it. In revisions below 3 the RSDP address is a HHDM pointer.
+const REVISION: u64 = 2;
 #[used]
 #[unsafe(link_section = ".requests")]
-static BASE_REVISION: BaseRevision = BaseRevision::with_revision(3);
+static BASE_REVISION: BaseRevision = BaseRevision::with_revision(REVISION);
 #[used]
 #[unsafe(link_section = ".requests")]
 static HHDM: HhdmRequest = HhdmRequest::new();
@@ -52,9 +54,11 @@ static END: RequestsEndMarker = RequestsEndMarker::new();
 
 pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
     bi.loader = "Limine";
-    if !BASE_REVISION.is_supported() {
-        return Err("Limine does not support base revision 3");
-    }
+    let revision = match BASE_REVISION.actual_revision() {
+        _ if BASE_REVISION.is_supported() => REVISION,
+        Some(r) if r >= 1 => r,
+        _ => return Err("the loader does not support Limine base revision 2"),
+    };
     bi.direct_map = HHDM.response().ok_or("no HHDM response")?.offset;
     if let Some(info) = INFO.response() {
         copy_str(&mut bi.loader_version, info.version());
@@ -84,7 +88,11 @@ pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
         };
         bi.push_region(e.base, e.length, kind);
     }
-    bi.rsdp = RSDP.response().map(|r| r.address as u64).filter(|&a| a != 0);
+    bi.rsdp = RSDP
+        .response()
+        .map(|r| r.address as u64)
+        .filter(|&a| a != 0)
+        .map(|a| if revision >= 3 { a } else { a.wrapping_sub(bi.direct_map) });
     if let Some(m) = MODULES.response() {
         for f in m.modules() {
             let data = f.data();
