@@ -3,6 +3,20 @@
 #![no_std]
 extern crate alloc;
 
+pub mod bench;
+pub mod gpt;
+pub mod partition;
+pub mod pattern;
+pub mod ram;
+pub mod range;
+pub mod registry;
+
+pub use gpt::{Gpt, GptError, GptPartition, Guid};
+pub use partition::{Partition, SharedDevice};
+pub use pattern::Pattern;
+pub use ram::RamDisk;
+pub use registry::{Entry, Kind, Registry, ScanError, TableState};
+
 use alloc::string::String;
 
 /// Why a block operation failed.
@@ -27,7 +41,11 @@ pub enum BlkError {
 impl core::fmt::Display for BlkError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BlkError::OutOfRange { lba, count, capacity } => write!(
+            BlkError::OutOfRange {
+                lba,
+                count,
+                capacity,
+            } => write!(
                 f,
                 "sectors {}..{} out of range (device has {} sectors)",
                 lba,
@@ -35,10 +53,16 @@ impl core::fmt::Display for BlkError {
                 capacity
             ),
             BlkError::BadBuffer { len, sector_size } => {
-                write!(f, "buffer of {} bytes is not a non-zero multiple of the {}-byte sector", len, sector_size)
+                write!(
+                    f,
+                    "buffer of {} bytes is not a non-zero multiple of the {}-byte sector",
+                    len, sector_size
+                )
             }
             BlkError::ReadOnly => f.write_str("device is read-only"),
-            BlkError::Device { status, what } => write!(f, "device error: {} (status {:#x})", what, status),
+            BlkError::Device { status, what } => {
+                write!(f, "device error: {} (status {:#x})", what, status)
+            }
             BlkError::Timeout => f.write_str("device timed out"),
             BlkError::NoMemory => f.write_str("out of memory for the request"),
             BlkError::Other(s) => f.write_str(s),
@@ -81,12 +105,16 @@ pub fn check_request(
     capacity: u64,
 ) -> Result<u64, BlkError> {
     let ss = sector_size as usize;
-    if len == 0 || ss == 0 || len % ss != 0 {
+    if len == 0 || ss == 0 || !len.is_multiple_of(ss) {
         return Err(BlkError::BadBuffer { len, sector_size });
     }
     let count = (len / ss) as u64;
     match lba.checked_add(count) {
         Some(end) if end <= capacity => Ok(count),
-        _ => Err(BlkError::OutOfRange { lba, count, capacity }),
+        _ => Err(BlkError::OutOfRange {
+            lba,
+            count,
+            capacity,
+        }),
     }
 }

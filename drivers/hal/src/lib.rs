@@ -142,7 +142,7 @@ impl RawMmio {
     }
 
     fn ok(&self, off: usize, size: usize) -> bool {
-        off % size == 0 && off.checked_add(size).is_some_and(|e| e <= self.len)
+        off.is_multiple_of(size) && off.checked_add(size).is_some_and(|e| e <= self.len)
     }
 }
 

@@ -1,0 +1,562 @@
+//! The modern virtio PCI transport (virtio 1.2 §4.1): vendor capabilities, BAR windows, the
+//! common configuration registers, doorbells and the initialisation sequence (§3.1.1).
+use crate::features::{self, FeatureNames};
+use crate::monitor::{DeviceStatus, VirtioMonitor};
+use crate::queue::{SplitVirtqueue, MAX_QUEUE_SIZE};
+use crate::{identify, DeviceType, VirtioError};
+use alloc::boxed::Box;
+use capmon_hal::{Dma, Mmio, PciConfig, PhysMap, RawMmio};
+
+/// A register window the transport owns.
+pub type MmioBox = Box<dyn Mmio + Send + Sync>;
+
+/// Maps register windows that lie inside a PCI function's memory BARs.
+pub trait BarMapper {
+    /// An uncached window over `len` bytes at physical address `phys`, or `None`.
+    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox>;
+}
+
+/// A `BarMapper` over the kernel's `PhysMap`, giving `RawMmio` windows.
+pub struct PhysMapBars<'a>(pub &'a dyn PhysMap);
+
+impl BarMapper for PhysMapBars<'_> {
+    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox> {
+        let virt = self.0.map(phys, len, true)?;
+        // SAFETY: `PhysMap::map` returned a mapping of `len` bytes at `phys`, uncached as asked;
+        // the kernel never unmaps MMIO mappings.
+        Some(Box::new(unsafe { RawMmio::new(virt, len) }))
+    }
+}
+
+// PCI configuration space (PCI Local Bus 3.0 §6.2, §6.7).
+const PCI_COMMAND: u16 = 0x04;
+const PCI_COMMAND_MEMORY: u32 = 1 << 1;
+const PCI_COMMAND_BUS_MASTER: u32 = 1 << 2;
+const PCI_STATUS: u16 = 0x06;
+const PCI_STATUS_CAP_LIST: u16 = 1 << 4;
+const PCI_CAP_PTR: u16 = 0x34;
+const PCI_BAR0: u16 = 0x10;
+/// Capabilities live after the 64-byte standard header, at dword-aligned offsets.
+const PCI_CAP_FIRST: u8 = 0x40;
+/// At most (256 - 64) / 4 capabilities fit in config space: the walk's bound.
+const PCI_MAX_CAPS: usize = 48;
+const PCI_CAP_ID_VNDR: u8 = 0x09;
+
+// virtio_pci_cap (virtio 1.2 §4.1.4).
+const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
+const VIRTIO_PCI_CAP_ISR_CFG: u8 = 3;
+const VIRTIO_PCI_CAP_DEVICE_CFG: u8 = 4;
+const VIRTIO_PCI_CAP_MIN_LEN: u8 = 16;
+const VIRTIO_PCI_NOTIFY_CAP_MIN_LEN: u8 = 20;
+
+// Common configuration structure layout (§4.1.4.3).
+const COMMON_DFSELECT: usize = 0x00;
+const COMMON_DF: usize = 0x04;
+const COMMON_GFSELECT: usize = 0x08;
+const COMMON_GF: usize = 0x0c;
+const COMMON_MSIX: usize = 0x10;
+const COMMON_NUMQ: usize = 0x12;
+const COMMON_STATUS: usize = 0x14;
+const COMMON_CFGGENERATION: usize = 0x15;
+const COMMON_Q_SELECT: usize = 0x16;
+const COMMON_Q_SIZE: usize = 0x18;
+const COMMON_Q_MSIX: usize = 0x1a;
+const COMMON_Q_ENABLE: usize = 0x1c;
+const COMMON_Q_NOFF: usize = 0x1e;
+const COMMON_Q_DESCLO: usize = 0x20;
+const COMMON_Q_AVAILLO: usize = 0x28;
+const COMMON_Q_USEDLO: usize = 0x30;
+/// The common structure up to and including queue_device.
+const COMMON_MIN_LEN: usize = 0x38;
+/// "No MSI-X vector" (§4.1.5.1.2).
+const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
+
+/// Polls of device_status after a reset before giving up (QEMU answers at once).
+const RESET_POLLS: u32 = 1_000_000;
+/// Attempts at a consistent read of device configuration (§4.1.4.3.1 config_generation).
+const CONFIG_READ_ATTEMPTS: u32 = 16;
+
+/// One virtio vendor capability as found in config space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioCap {
+    /// Where the capability sits in config space.
+    pub at: u8,
+    pub cfg_type: u8,
+    pub bar: u8,
+    pub offset: u32,
+    pub length: u32,
+    /// Only for the notify capability.
+    pub notify_off_multiplier: u32,
+}
+
+/// Walks the capability list and calls `f` for each virtio vendor capability. Bounded and safe
+/// against loops and pointers into the header.
+pub fn for_each_virtio_cap(cfg: &dyn PciConfig, mut f: impl FnMut(VirtioCap)) {
+    if cfg.read16(PCI_STATUS) & PCI_STATUS_CAP_LIST == 0 {
+        return;
+    }
+    let mut seen: u64 = 0;
+    let mut at = cfg.read8(PCI_CAP_PTR) & 0xfc;
+    for _ in 0..PCI_MAX_CAPS {
+        if at < PCI_CAP_FIRST {
+            break;
+        }
+        let bit = 1u64 << (at / 4 - PCI_CAP_FIRST / 4);
+        if seen & bit != 0 {
+            log::warn!("virtio: capability list loops at {:#x}", at);
+            break;
+        }
+        seen |= bit;
+        let pos = at as u16;
+        let id = cfg.read8(pos);
+        let next = cfg.read8(pos + 1) & 0xfc;
+        let len = cfg.read8(pos + 2);
+        if id == PCI_CAP_ID_VNDR && len >= VIRTIO_PCI_CAP_MIN_LEN {
+            let cfg_type = cfg.read8(pos + 3);
+            let notify_off_multiplier =
+                if cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG && len >= VIRTIO_PCI_NOTIFY_CAP_MIN_LEN {
+                    cfg.read32(pos + 16)
+                } else {
+                    0
+                };
+            f(VirtioCap {
+                at,
+                cfg_type,
+                bar: cfg.read8(pos + 4),
+                offset: cfg.read32(pos + 8),
+                length: cfg.read32(pos + 12),
+                notify_off_multiplier,
+            });
+        }
+        at = next;
+    }
+}
+
+/// The physical base of memory BAR `bar`, decoded from config space (32- or 64-bit; never sized).
+pub fn bar_address(cfg: &dyn PciConfig, bar: u8) -> Result<u64, VirtioError> {
+    if bar > 5 {
+        return Err(VirtioError::BadBar {
+            bar,
+            why: "no such BAR",
+        });
+    }
+    let reg = PCI_BAR0 + 4 * bar as u16;
+    let low = cfg.read32(reg);
+    if low & 1 != 0 {
+        return Err(VirtioError::BadBar {
+            bar,
+            why: "I/O BAR, memory BAR needed",
+        });
+    }
+    let base = match (low >> 1) & 3 {
+        0 | 1 => (low & !0xf) as u64,
+        2 if bar < 5 => (cfg.read32(reg + 4) as u64) << 32 | (low & !0xf) as u64,
+        2 => {
+            return Err(VirtioError::BadBar {
+                bar,
+                why: "64-bit BAR in the last slot",
+            })
+        }
+        _ => {
+            return Err(VirtioError::BadBar {
+                bar,
+                why: "reserved BAR type",
+            })
+        }
+    };
+    if base == 0 {
+        return Err(VirtioError::BadBar {
+            bar,
+            why: "not assigned an address",
+        });
+    }
+    Ok(base)
+}
+
+/// Maps the window a capability describes, at least `min_len` bytes long.
+fn map_cap(
+    cfg: &dyn PciConfig,
+    bars: &dyn BarMapper,
+    cap: &VirtioCap,
+    min_len: usize,
+) -> Result<MmioBox, VirtioError> {
+    let len = cap.length as usize;
+    if len < min_len {
+        return Err(VirtioError::BadConfig("capability window too short"));
+    }
+    let phys = bar_address(cfg, cap.bar)?
+        .checked_add(cap.offset as u64)
+        .ok_or(VirtioError::BadConfig("capability offset overflows"))?;
+    bars.map_mmio(phys, len)
+        .ok_or(VirtioError::MapFailed { phys, len })
+}
+
+/// A virtio device behind the modern PCI transport.
+pub struct VirtioPci {
+    device_type: DeviceType,
+    common: MmioBox,
+    notify: MmioBox,
+    notify_off_multiplier: u32,
+    isr: Option<MmioBox>,
+    device: Option<MmioBox>,
+    monitor: VirtioMonitor,
+}
+
+impl VirtioPci {
+    /// Finds the virtio capabilities, maps their windows and enables memory decoding and bus
+    /// mastering. Touches no device register yet. Legacy-only devices are `LegacyOnly`.
+    pub fn new(cfg: &dyn PciConfig, bars: &dyn BarMapper) -> Result<Self, VirtioError> {
+        let device_type = identify(cfg).ok_or(VirtioError::BadConfig("not a virtio function"))?;
+        let mut any = false;
+        let mut common = None;
+        let mut notify = None;
+        let mut isr = None;
+        let mut device = None;
+        let mut first_err = None;
+        // Use the first capability of each type we can map (§4.1.4: the driver may use any of
+        // several; ones with a bad BAR are skipped).
+        for_each_virtio_cap(cfg, |cap| {
+            any = true;
+            let (slot, min_len) = match cap.cfg_type {
+                VIRTIO_PCI_CAP_COMMON_CFG => (&mut common, COMMON_MIN_LEN),
+                VIRTIO_PCI_CAP_NOTIFY_CFG => (&mut notify, 2),
+                VIRTIO_PCI_CAP_ISR_CFG => (&mut isr, 1),
+                VIRTIO_PCI_CAP_DEVICE_CFG => (&mut device, 1),
+                _ => return,
+            };
+            if slot.is_some() {
+                return;
+            }
+            match map_cap(cfg, bars, &cap, min_len) {
+                Ok(w) => *slot = Some((w, cap.notify_off_multiplier)),
+                Err(e) => {
+                    log::warn!("{}: capability at {:#x}: {}", device_type, cap.at, e);
+                    first_err.get_or_insert(e);
+                }
+            }
+        });
+        if !any {
+            return Err(VirtioError::LegacyOnly);
+        }
+        let missing = |what| first_err.clone().unwrap_or(VirtioError::MissingCap(what));
+        let (common, _) = common.ok_or_else(|| missing("common"))?;
+        let (notify, notify_off_multiplier) = notify.ok_or_else(|| missing("notify"))?;
+        let cmd = cfg.read32(PCI_COMMAND) & 0xffff;
+        // Upper half zero: the status register's error bits are write-1-to-clear.
+        cfg.write32(
+            PCI_COMMAND,
+            cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_BUS_MASTER,
+        );
+        let monitor = VirtioMonitor::new(device_type);
+        let t = VirtioPci {
+            device_type,
+            common,
+            notify,
+            notify_off_multiplier,
+            isr: isr.map(|(w, _)| w),
+            device: device.map(|(w, _)| w),
+            monitor,
+        };
+        t.monitor.set_status(t.status().0);
+        t.monitor.set_num_queues(t.num_queues());
+        Ok(t)
+    }
+
+    pub fn device_type(&self) -> DeviceType {
+        self.device_type
+    }
+
+    /// The shared record the `virtio` command reads.
+    pub fn monitor(&self) -> VirtioMonitor {
+        self.monitor.clone()
+    }
+
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus(self.common.read8(COMMON_STATUS))
+    }
+
+    fn set_status(&self, s: u8) {
+        self.common.write8(COMMON_STATUS, s);
+        self.monitor.set_status(self.status().0);
+    }
+
+    fn add_status(&self, bits: u8) {
+        self.set_status(self.status().0 | bits);
+    }
+
+    /// Queues the device offers (`num_queues`).
+    pub fn num_queues(&self) -> u16 {
+        self.common.read16(COMMON_NUMQ)
+    }
+
+    /// Reads and clears the ISR status (§4.1.4.5); 0 if the device has no ISR capability.
+    pub fn isr(&self) -> u8 {
+        self.isr.as_ref().map_or(0, |w| w.read8(0))
+    }
+
+    /// Resets the device (§2.4) and waits until it reads back 0.
+    pub fn reset(&self) -> Result<(), VirtioError> {
+        self.common.write8(COMMON_STATUS, 0);
+        for _ in 0..RESET_POLLS {
+            if self.common.read8(COMMON_STATUS) == 0 {
+                self.monitor.set_status(0);
+                self.monitor.clear_queues();
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(VirtioError::ResetTimeout)
+    }
+
+    /// Marks the device FAILED (§2.1.1) and records why.
+    pub fn fail(&self, why: VirtioError) {
+        self.add_status(DeviceStatus::FAILED);
+        self.monitor.set_problem(why);
+    }
+
+    fn device_features(&self) -> u64 {
+        self.common.write32(COMMON_DFSELECT, 0);
+        let lo = self.common.read32(COMMON_DF) as u64;
+        self.common.write32(COMMON_DFSELECT, 1);
+        let hi = self.common.read32(COMMON_DF) as u64;
+        hi << 32 | lo
+    }
+
+    fn set_driver_features(&self, f: u64) {
+        self.common.write32(COMMON_GFSELECT, 0);
+        self.common.write32(COMMON_GF, f as u32);
+        self.common.write32(COMMON_GFSELECT, 1);
+        self.common.write32(COMMON_GF, (f >> 32) as u32);
+    }
+
+    /// Steps 1-5 of the initialisation sequence (§3.1.1): reset, ACKNOWLEDGE, DRIVER, feature
+    /// negotiation, FEATURES_OK. `understood` are the device-specific bits the driver handles;
+    /// VERSION_1 is required. Returns the accepted features. On failure the device is FAILED.
+    pub fn negotiate(&mut self, understood: u64) -> Result<u64, VirtioError> {
+        self.reset()?;
+        self.add_status(DeviceStatus::ACKNOWLEDGE);
+        self.add_status(DeviceStatus::DRIVER);
+        let offered = self.device_features();
+        let ty = self.device_type;
+        log::info!(
+            "{}: device offers {:#x} ({})",
+            ty,
+            offered,
+            FeatureNames { ty, bits: offered }
+        );
+        if offered & features::VERSION_1 == 0 {
+            self.monitor.set_features(offered, 0);
+            self.fail(VirtioError::NoVersion1);
+            return Err(VirtioError::NoVersion1);
+        }
+        let accepted = offered & (understood | features::TRANSPORT_ACCEPTED);
+        let ignored = offered & !accepted;
+        log::info!(
+            "{}: accepting {:#x} ({})",
+            ty,
+            accepted,
+            FeatureNames { ty, bits: accepted }
+        );
+        if ignored != 0 {
+            log::info!(
+                "{}: not acking {:#x} ({})",
+                ty,
+                ignored,
+                FeatureNames { ty, bits: ignored }
+            );
+        }
+        self.monitor.set_features(offered, accepted);
+        self.set_driver_features(accepted);
+        self.add_status(DeviceStatus::FEATURES_OK);
+        if !self.status().has(DeviceStatus::FEATURES_OK) {
+            let e = VirtioError::FeaturesRefused { accepted };
+            log::warn!("{}: {}; device left FAILED", ty, e);
+            self.fail(e.clone());
+            return Err(e);
+        }
+        Ok(accepted)
+    }
+
+    /// Sets up queue `index` with at most `max_size` entries (step 6 of §3.1.1, §4.1.5.1.3).
+    pub fn setup_queue(
+        &mut self,
+        index: u16,
+        max_size: u16,
+        dma: &'static (dyn Dma + Sync),
+    ) -> Result<SplitVirtqueue, VirtioError> {
+        self.common.write16(COMMON_Q_SELECT, index);
+        let dev_max = self.common.read16(COMMON_Q_SIZE);
+        if dev_max == 0 || self.common.read16(COMMON_Q_ENABLE) != 0 {
+            return Err(VirtioError::QueueUnavailable { index });
+        }
+        // Largest power of two within both limits (split queues are powers of two, §2.7).
+        let limit = dev_max.min(max_size).clamp(1, MAX_QUEUE_SIZE);
+        let size = 1u16 << (15 - limit.leading_zeros());
+        let notify_offset = (self.common.read16(COMMON_Q_NOFF) as usize)
+            .checked_mul(self.notify_off_multiplier as usize)
+            .filter(|o| o.checked_add(2).is_some_and(|e| e <= self.notify.len()))
+            .ok_or(VirtioError::BadNotifyOffset {
+                index,
+                offset: self.common.read16(COMMON_Q_NOFF) as usize
+                    * self.notify_off_multiplier as usize,
+            })?;
+        let counters = self.monitor.add_queue(index, size);
+        let q = SplitVirtqueue::new(index, size, notify_offset, dma, counters)?;
+        let (desc, avail, used) = q.addresses();
+        self.common.write16(COMMON_Q_SIZE, size);
+        self.common.write16(COMMON_Q_MSIX, VIRTIO_MSI_NO_VECTOR);
+        write64_split(&*self.common, COMMON_Q_DESCLO, desc);
+        write64_split(&*self.common, COMMON_Q_AVAILLO, avail);
+        write64_split(&*self.common, COMMON_Q_USEDLO, used);
+        self.common.write16(COMMON_Q_ENABLE, 1);
+        log::info!(
+            "{}: queue {} size {} (device max {})",
+            self.device_type,
+            index,
+            size,
+            dev_max
+        );
+        Ok(q)
+    }
+
+    /// No configuration-change interrupts while we poll.
+    pub fn disable_config_vector(&self) {
+        self.common.write16(COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
+    }
+
+    /// Step 7 of §3.1.1: the device is live.
+    pub fn driver_ok(&self) {
+        self.add_status(DeviceStatus::DRIVER_OK);
+    }
+
+    /// The window queue doorbells are written to.
+    pub fn notify_window(&self) -> &dyn Mmio {
+        &*self.notify
+    }
+
+    /// Reads device configuration consistently: retries while config_generation changes
+    /// (§4.1.4.3.1). `None` if the device has no device configuration window.
+    pub fn read_config<T>(&self, mut f: impl FnMut(&dyn Mmio) -> T) -> Result<T, VirtioError> {
+        let dev = self
+            .device
+            .as_deref()
+            .ok_or(VirtioError::MissingCap("device"))?;
+        for _ in 0..CONFIG_READ_ATTEMPTS {
+            let before = self.common.read8(COMMON_CFGGENERATION);
+            let v = f(dev);
+            if self.common.read8(COMMON_CFGGENERATION) == before {
+                return Ok(v);
+            }
+        }
+        Err(VirtioError::ConfigUnstable)
+    }
+
+    /// Length of the device configuration window (0 if none).
+    pub fn config_len(&self) -> usize {
+        self.device.as_ref().map_or(0, |d| d.len())
+    }
+}
+
+/// 64-bit common-config fields are written as two 32-bit halves, low first (§4.1.3.1).
+fn write64_split(m: &dyn Mmio, off: usize, v: u64) {
+    m.write32(off, v as u32);
+    m.write32(off + 4, (v >> 32) as u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeDma, FakeMapper, FakePciConfig, BAR_BASE};
+
+    #[test]
+    fn finds_caps_skipping_other_ids() {
+        let cfg = FakePciConfig::virtio_blk();
+        let mut caps = alloc::vec::Vec::new();
+        for_each_virtio_cap(&cfg, |c| caps.push((c.cfg_type, c.bar, c.offset)));
+        assert_eq!(
+            caps,
+            [(1, 4, 0), (2, 4, 0x3000), (3, 4, 0x1000), (4, 4, 0x2000)]
+        );
+    }
+
+    #[test]
+    fn cap_walk_survives_a_loop() {
+        let cfg = FakePciConfig::virtio_blk();
+        // Point the last capability back at the first.
+        cfg.poke8(crate::fake::LAST_CAP + 1, 0x40);
+        let mut n = 0;
+        for_each_virtio_cap(&cfg, |_| n += 1);
+        assert_eq!(n, 4);
+        // A pointer into the header ends the walk.
+        cfg.poke8(0x34, 0x20);
+        n = 0;
+        for_each_virtio_cap(&cfg, |_| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn decodes_bars() {
+        let cfg = FakePciConfig::virtio_blk();
+        assert_eq!(bar_address(&cfg, 4), Ok(BAR_BASE));
+        cfg.poke32(0x10, 0xfebf_1000); // 32-bit memory BAR
+        assert_eq!(bar_address(&cfg, 0), Ok(0xfebf_1000));
+        cfg.poke32(0x14, 0xc041); // I/O BAR
+        assert!(matches!(
+            bar_address(&cfg, 1),
+            Err(VirtioError::BadBar { bar: 1, .. })
+        ));
+        cfg.poke32(0x24, 0x4); // 64-bit type in slot 5
+        assert!(matches!(
+            bar_address(&cfg, 5),
+            Err(VirtioError::BadBar { bar: 5, .. })
+        ));
+        assert!(matches!(
+            bar_address(&cfg, 2),
+            Err(VirtioError::BadBar { bar: 2, .. })
+        ));
+        assert!(matches!(
+            bar_address(&cfg, 6),
+            Err(VirtioError::BadBar { bar: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn legacy_only_is_unsupported() {
+        let cfg = FakePciConfig::virtio_blk();
+        cfg.poke8(0x41, 0); // the MSI-X capability at 0x40 ends the list: no virtio caps
+        let (mapper, _dev) = FakeMapper::blk(Default::default(), FakeDma::leaked());
+        assert!(matches!(
+            VirtioPci::new(&cfg, &mapper),
+            Err(VirtioError::LegacyOnly)
+        ));
+        // No capability list at all.
+        cfg.poke8(0x06, 0);
+        assert!(matches!(
+            VirtioPci::new(&cfg, &mapper),
+            Err(VirtioError::LegacyOnly)
+        ));
+    }
+
+    #[test]
+    fn unmappable_bar_is_reported() {
+        let cfg = FakePciConfig::virtio_blk();
+        cfg.poke32(0x20, 0x0000_0004 | 0x1000_0000); // move BAR4 where the mapper has nothing
+        let (mapper, _dev) = FakeMapper::blk(Default::default(), FakeDma::leaked());
+        assert!(matches!(
+            VirtioPci::new(&cfg, &mapper),
+            Err(VirtioError::MapFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn enables_memory_and_bus_master() {
+        let cfg = FakePciConfig::virtio_blk();
+        cfg.poke32(0x04, 0xf910_0000); // status error bits set: must not be cleared by us
+        let (mapper, _dev) = FakeMapper::blk(Default::default(), FakeDma::leaked());
+        let t = VirtioPci::new(&cfg, &mapper).unwrap();
+        assert_eq!(cfg.read32(0x04) & 0x6, 0x6);
+        assert_eq!(cfg.writes_to_status(), 0);
+        assert_eq!(t.num_queues(), 1);
+    }
+}
