@@ -19,8 +19,14 @@ fn main() {
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
-    println!("cargo:rustc-env=CAPMON_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
-    println!("cargo:rustc-env=CAPMON_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=CAPMON_COMMIT={commit}{}",
+        if dirty { "-dirty" } else { "" }
+    );
+    println!(
+        "cargo:rustc-env=CAPMON_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");
 }

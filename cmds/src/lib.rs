@@ -16,9 +16,15 @@ use alloc::vec::Vec;
 use capmon_shell::Command;
 
 /// Everything the monitor's commands need from the machine.
-pub trait System: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost {}
+pub trait System:
+    sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost
+{
+}
 
-impl<T: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost> System for T {}
+impl<T: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost>
+    System for T
+{
+}
 
 /// Every command of every family, in the order `help` lists the groups.
 pub fn all<S: System>() -> Vec<Command<S>> {

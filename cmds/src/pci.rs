@@ -385,8 +385,7 @@ fn cap_detail(k: &CapKind, o: &mut dyn Write) {
             }
         }
         CapKind::Vendor {
-            len,
-            virtio: Some(v),
+            virtio: Some(v), ..
         } => {
             out!(
                 o,
@@ -399,7 +398,6 @@ fn cap_detail(k: &CapKind, o: &mut dyn Write) {
             if let Some(m) = v.notify_off_multiplier {
                 out!(o, ", notify multiplier {}", m);
             }
-            let _ = len;
         }
         CapKind::Vendor { len, virtio: None } => out!(o, ": len {}", len),
         CapKind::Other => {}

@@ -1,8 +1,8 @@
 //! System commands: version, mem, md, mw, cpuid, uptime, echo, log, reboot, poweroff.
 use alloc::string::String;
 use alloc::vec::Vec;
-use capmon_shell::out::{HumanSize, hexdump};
-use capmon_shell::{Args, CmdError, CmdResult, Command, bad_arg, fail, outln};
+use capmon_shell::out::{hexdump, HumanSize};
+use capmon_shell::{bad_arg, fail, outln, Args, CmdError, CmdResult, Command};
 use core::fmt::Write;
 
 /// What `version` prints.
@@ -14,6 +14,8 @@ pub struct VersionInfo {
     pub firmware: &'static str,
     pub cmdline: String,
     pub boot_device: Option<String>,
+    /// `WIDTHxHEIGHTxBPP at PHYS` when the loader set up a framebuffer.
+    pub framebuffer: Option<String>,
 }
 
 /// One memory-map entry.
@@ -40,9 +42,21 @@ pub trait PlatformHost {
     fn mem_stats(&self) -> MemStats;
     /// Reads `buf.len()` bytes at `addr` (virtual, or physical through the direct map) with
     /// accesses of `unit` bytes. May fault: the monitor's fault guard reports it.
-    fn read_mem(&mut self, addr: u64, physical: bool, unit: usize, buf: &mut [u8]) -> Result<(), String>;
+    fn read_mem(
+        &mut self,
+        addr: u64,
+        physical: bool,
+        unit: usize,
+        buf: &mut [u8],
+    ) -> Result<(), String>;
     /// Writes one `unit`-byte value at `addr`. May fault like `read_mem`.
-    fn write_mem(&mut self, addr: u64, physical: bool, unit: usize, value: u64) -> Result<(), String>;
+    fn write_mem(
+        &mut self,
+        addr: u64,
+        physical: bool,
+        unit: usize,
+        value: u64,
+    ) -> Result<(), String>;
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
     fn uptime_ns(&self) -> u64;
     fn log_level(&self) -> &'static str;
@@ -151,12 +165,21 @@ pub fn commands<S: PlatformHost>() -> Vec<Command<S>> {
 fn version<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     a.finish()?;
     let v = s.version();
-    outln!(o, "capmon {} (commit {}, {} build)", v.version, v.commit, v.profile);
+    outln!(
+        o,
+        "capmon {} (commit {}, {} build)",
+        v.version,
+        v.commit,
+        v.profile
+    );
     outln!(o, "loader:   {}", v.loader);
     outln!(o, "firmware: {}", v.firmware);
     outln!(o, "cmdline:  {}", v.cmdline);
     if let Some(d) = v.boot_device {
         outln!(o, "boot device: {}", d);
+    }
+    if let Some(fb) = v.framebuffer {
+        outln!(o, "framebuffer: {}", fb);
     }
     Ok(())
 }
@@ -223,9 +246,15 @@ fn md<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
         return Err(bad_arg!("COUNT must be at least 1"));
     }
     if addr % unit as u64 != 0 {
-        return Err(bad_arg!("ADDR {:#x} is not aligned to {} bytes", addr, unit));
+        return Err(bad_arg!(
+            "ADDR {:#x} is not aligned to {} bytes",
+            addr,
+            unit
+        ));
     }
-    let bytes = count.checked_mul(unit as u64).filter(|&b| b <= MD_MAX_BYTES);
+    let bytes = count
+        .checked_mul(unit as u64)
+        .filter(|&b| b <= MD_MAX_BYTES);
     let Some(bytes) = bytes else {
         return Err(bad_arg!("at most {} bytes per dump", MD_MAX_BYTES));
     };
@@ -233,7 +262,8 @@ fn md<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
         return Err(bad_arg!("range wraps around the address space"));
     }
     let mut buf = alloc::vec![0u8; bytes as usize];
-    s.read_mem(addr, phys, unit, &mut buf).map_err(CmdError::Failed)?;
+    s.read_mem(addr, phys, unit, &mut buf)
+        .map_err(CmdError::Failed)?;
     hexdump(o, addr, &buf, unit);
     Ok(())
 }
@@ -245,13 +275,29 @@ fn mw<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
     let value = a.u64("VALUE")?;
     a.finish()?;
     if unit < 8 && value >> (unit * 8) != 0 {
-        return Err(bad_arg!("VALUE {:#x} does not fit in {} bytes", value, unit));
+        return Err(bad_arg!(
+            "VALUE {:#x} does not fit in {} bytes",
+            value,
+            unit
+        ));
     }
     if addr % unit as u64 != 0 {
-        return Err(bad_arg!("ADDR {:#x} is not aligned to {} bytes", addr, unit));
+        return Err(bad_arg!(
+            "ADDR {:#x} is not aligned to {} bytes",
+            addr,
+            unit
+        ));
     }
-    s.write_mem(addr, phys, unit, value).map_err(CmdError::Failed)?;
-    outln!(o, "wrote {:#x} ({} bytes) at {:#x}{}", value, unit, addr, if phys { " (physical)" } else { "" });
+    s.write_mem(addr, phys, unit, value)
+        .map_err(CmdError::Failed)?;
+    outln!(
+        o,
+        "wrote {:#x} ({} bytes) at {:#x}{}",
+        value,
+        unit,
+        addr,
+        if phys { " (physical)" } else { "" }
+    );
     Ok(())
 }
 
@@ -314,8 +360,16 @@ pub fn family_model_stepping(eax: u32) -> (u32, u32, u32) {
     let base_family = (eax >> 8) & 0xf;
     let ext_model = (eax >> 16) & 0xf;
     let ext_family = (eax >> 20) & 0xff;
-    let family = if base_family == 0xf { base_family + ext_family } else { base_family };
-    let model = if base_family == 0x6 || base_family == 0xf { (ext_model << 4) | base_model } else { base_model };
+    let family = if base_family == 0xf {
+        base_family + ext_family
+    } else {
+        base_family
+    };
+    let model = if base_family == 0x6 || base_family == 0xf {
+        (ext_model << 4) | base_model
+    } else {
+        base_model
+    };
     (family, model, stepping)
 }
 
@@ -340,7 +394,16 @@ fn cpuid<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResu
             return Err(bad_arg!("LEAF and SUBLEAF are 32-bit"));
         };
         let r = s.cpuid(leaf, sub);
-        outln!(o, "leaf {:#x}.{:#x}: eax={:#010x} ebx={:#010x} ecx={:#010x} edx={:#010x}", leaf, sub, r[0], r[1], r[2], r[3]);
+        outln!(
+            o,
+            "leaf {:#x}.{:#x}: eax={:#010x} ebx={:#010x} ecx={:#010x} edx={:#010x}",
+            leaf,
+            sub,
+            r[0],
+            r[1],
+            r[2],
+            r[3]
+        );
         return Ok(());
     }
     a.finish()?;
@@ -361,11 +424,28 @@ fn cpuid<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResu
     let (family, model, stepping) = family_model_stepping(l1[0]);
     outln!(o, "vendor:   {}", vendor);
     outln!(o, "brand:    {}", brand);
-    outln!(o, "family {:#x} model {:#x} stepping {} (max leaf {:#x}, max extended {:#x})", family, model, stepping, max_leaf, max_ext);
-    outln!(o, "apic id:  {}, logical processors {}", l1[1] >> 24, (l1[1] >> 16) & 0xff);
+    outln!(
+        o,
+        "family {:#x} model {:#x} stepping {} (max leaf {:#x}, max extended {:#x})",
+        family,
+        model,
+        stepping,
+        max_leaf,
+        max_ext
+    );
+    outln!(
+        o,
+        "apic id:  {}, logical processors {}",
+        l1[1] >> 24,
+        (l1[1] >> 16) & 0xff
+    );
     let mut line = String::from("features:");
     for &(leaf, sub, reg, bit, name) in FEATURES {
-        let present = if leaf >= 0x8000_0000 { leaf <= max_ext } else { leaf <= max_leaf };
+        let present = if leaf >= 0x8000_0000 {
+            leaf <= max_ext
+        } else {
+            leaf <= max_leaf
+        };
         if present && s.cpuid(leaf, sub)[reg] & (1 << bit) != 0 {
             if line.len() + name.len() > 78 {
                 outln!(o, "{}", line);
@@ -382,7 +462,12 @@ fn cpuid<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResu
 fn uptime<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     a.finish()?;
     let ns = s.uptime_ns();
-    outln!(o, "up {}.{:06} s", ns / 1_000_000_000, ns / 1000 % 1_000_000);
+    outln!(
+        o,
+        "up {}.{:06} s",
+        ns / 1_000_000_000,
+        ns / 1000 % 1_000_000
+    );
     Ok(())
 }
 
@@ -441,6 +526,9 @@ mod tests {
     #[test]
     fn vendor_string() {
         // "GenuineIntel" from ebx, edx, ecx.
-        assert_eq!(regs_str(&[0x756e_6547, 0x4965_6e69, 0x6c65_746e]), "GenuineIntel");
+        assert_eq!(
+            regs_str(&[0x756e_6547, 0x4965_6e69, 0x6c65_746e]),
+            "GenuineIntel"
+        );
     }
 }

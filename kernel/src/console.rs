@@ -4,7 +4,7 @@
 //! use `emergency()`, which takes the lock by force: the interrupted code may have held it.
 use core::fmt;
 use spin::Mutex;
-use uart_16550::{Config, Uart16550, backend::PioBackend};
+use uart_16550::{backend::PioBackend, Config, Uart16550};
 
 /// COM1's I/O base (PC/AT convention).
 const COM1: u16 = 0x3f8;
@@ -18,7 +18,9 @@ pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial { uart: None });
 
 pub fn init() {
     // SAFETY: COM1's eight registers at 0x3f8 belong to the console only.
-    let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else { return };
+    let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else {
+        return;
+    };
     if uart.init(Config::default()).is_ok() {
         CONSOLE.lock().uart = Some(uart);
     }

@@ -18,9 +18,9 @@ impl Log for SerialLogger {
         }
         let ns = crate::time::now_ns();
         let mut c = CONSOLE.lock();
-        let _ = write!(
+        let _ = writeln!(
             c,
-            "[{:5}.{:06}] {:5} {}: {}\n",
+            "[{:5}.{:06}] {:5} {}: {}",
             ns / 1_000_000_000,
             ns / 1000 % 1_000_000,
             r.level(),

@@ -5,16 +5,30 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use capmon_cmds::sys::{MemRegion, MemStats, PlatformHost, VersionInfo};
 
+use crate::arch::ports::KernelPorts;
 use crate::boot::{BootDevice, BootInfo, Firmware};
+use crate::mem::paging::KernelPhysMap;
 use crate::mem::{frames, heap, paging};
+use crate::time::TscClock;
+use capmon_acpi::{Acpi, AcpiHw};
+use capmon_shell::CmdError;
 
 pub struct Machine {
     pub boot: &'static BootInfo,
+    /// The ACPI tables, or why there are none.
+    pub acpi: Result<Acpi, String>,
+    /// PCI config-space access, or why there is none.
+    pub pci: Result<capmon_pci::Pci, String>,
+    pub blk: capmon_block::Registry,
+    pub virtio: Vec<capmon_cmds::virtio::VirtioFunction>,
 }
 
-impl Machine {
-    pub fn new(boot: &'static BootInfo) -> Self {
-        Machine { boot }
+/// The hardware the AML interpreter and power code may touch.
+fn acpi_hw() -> AcpiHw<'static> {
+    AcpiHw {
+        mem: &KernelPhysMap,
+        io: &KernelPorts,
+        clock: &TscClock,
     }
 }
 
@@ -24,7 +38,14 @@ fn guid(b: &[u8; 16]) -> String {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         u16::from_le_bytes([b[4], b[5]]),
         u16::from_le_bytes([b[6], b[7]]),
-        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     )
 }
 
@@ -63,7 +84,8 @@ unsafe fn access(ptr: u64, unit: usize, write: Option<u64>) -> u64 {
 impl Machine {
     fn address(&self, addr: u64, physical: bool) -> Result<u64, String> {
         if physical {
-            addr.checked_add(paging::direct_map()).ok_or_else(|| String::from("physical address too large"))
+            addr.checked_add(paging::direct_map())
+                .ok_or_else(|| String::from("physical address too large"))
         } else {
             Ok(addr)
         }
@@ -87,11 +109,29 @@ impl PlatformHost for Machine {
                 Firmware::Uefi => "UEFI",
             },
             cmdline: String::from(b.cmdline()),
+            framebuffer: b.framebuffer.map(|f| {
+                format!(
+                    "{}x{}x{} pitch {} at {:#x}",
+                    f.width, f.height, f.bpp, f.pitch, f.phys
+                )
+            }),
             boot_device: b.boot_device.map(|d| match d {
-                BootDevice::Bios { drive, partition, sub } => {
-                    format!("BIOS drive {:#x} partition {} sub-partition {}", drive, partition as i32, sub as i32)
+                BootDevice::Bios {
+                    drive,
+                    partition,
+                    sub,
+                } => {
+                    format!(
+                        "BIOS drive {:#x} partition {} sub-partition {}",
+                        drive, partition as i32, sub as i32
+                    )
                 }
-                BootDevice::Limine { media, partition, disk_guid, part_guid } => format!(
+                BootDevice::Limine {
+                    media,
+                    partition,
+                    disk_guid,
+                    part_guid,
+                } => format!(
                     "{} partition {} (disk GUID {}, partition GUID {})",
                     match media {
                         1 => "optical",
@@ -107,7 +147,15 @@ impl PlatformHost for Machine {
     }
 
     fn memory_map(&self) -> Vec<MemRegion> {
-        self.boot.regions().iter().map(|r| MemRegion { base: r.base, len: r.len, kind: r.kind.name() }).collect()
+        self.boot
+            .regions()
+            .iter()
+            .map(|r| MemRegion {
+                base: r.base,
+                len: r.len,
+                kind: r.kind.name(),
+            })
+            .collect()
     }
 
     fn mem_stats(&self) -> MemStats {
@@ -123,7 +171,13 @@ impl PlatformHost for Machine {
         }
     }
 
-    fn read_mem(&mut self, addr: u64, physical: bool, unit: usize, buf: &mut [u8]) -> Result<(), String> {
+    fn read_mem(
+        &mut self,
+        addr: u64,
+        physical: bool,
+        unit: usize,
+        buf: &mut [u8],
+    ) -> Result<(), String> {
         let base = self.address(addr, physical)?;
         for (i, chunk) in buf.chunks_mut(unit).enumerate() {
             // SAFETY: see `access`: faults are caught by the monitor's guard.
@@ -133,7 +187,13 @@ impl PlatformHost for Machine {
         Ok(())
     }
 
-    fn write_mem(&mut self, addr: u64, physical: bool, unit: usize, value: u64) -> Result<(), String> {
+    fn write_mem(
+        &mut self,
+        addr: u64,
+        physical: bool,
+        unit: usize,
+        value: u64,
+    ) -> Result<(), String> {
         let p = self.address(addr, physical)?;
         // SAFETY: see `access`.
         unsafe { access(p, unit, Some(value)) };
@@ -141,8 +201,7 @@ impl PlatformHost for Machine {
     }
 
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        // SAFETY: CPUID is always available in long mode and has no side effects.
-        let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
         [r.eax, r.ebx, r.ecx, r.edx]
     }
 
@@ -172,15 +231,47 @@ impl PlatformHost for Machine {
     }
 
     fn reboot(&mut self) -> String {
-        crate::power::reboot()
+        crate::power::reboot(self.acpi.as_ref().ok(), &acpi_hw())
     }
 
     fn poweroff(&mut self) -> String {
-        crate::power::poweroff()
+        crate::power::poweroff(self.acpi.as_ref().ok(), &acpi_hw())
     }
 }
 
-impl capmon_cmds::acpi::AcpiHost for Machine {}
-impl capmon_cmds::pci::PciHost for Machine {}
-impl capmon_cmds::blk::BlkHost for Machine {}
-impl capmon_cmds::virtio::VirtioHost for Machine {}
+impl capmon_cmds::acpi::AcpiHost for Machine {
+    fn acpi(&mut self) -> Result<&Acpi, CmdError> {
+        self.acpi.as_ref().map_err(|e| CmdError::Failed(e.clone()))
+    }
+
+    fn acpi_hw(&mut self) -> Result<(&Acpi, AcpiHw<'_>), CmdError> {
+        let a = self
+            .acpi
+            .as_ref()
+            .map_err(|e| CmdError::Failed(e.clone()))?;
+        Ok((a, acpi_hw()))
+    }
+}
+impl capmon_cmds::pci::PciHost for Machine {
+    fn pci(&mut self) -> Result<&mut capmon_pci::Pci, CmdError> {
+        self.pci.as_mut().map_err(|e| CmdError::Failed(e.clone()))
+    }
+
+    fn pci_clock(&self) -> &dyn capmon_hal::Clock {
+        &TscClock
+    }
+}
+impl capmon_cmds::blk::BlkHost for Machine {
+    fn blk(&mut self) -> &mut capmon_block::Registry {
+        &mut self.blk
+    }
+
+    fn clock(&self) -> &dyn capmon_hal::Clock {
+        &TscClock
+    }
+}
+impl capmon_cmds::virtio::VirtioHost for Machine {
+    fn virtio_functions(&self) -> &[capmon_cmds::virtio::VirtioFunction] {
+        &self.virtio
+    }
+}

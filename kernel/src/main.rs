@@ -8,6 +8,7 @@ extern crate alloc;
 #[macro_use]
 mod console;
 mod arch;
+mod board;
 mod boot;
 mod logger;
 mod machine;
@@ -45,7 +46,10 @@ extern "C" fn kmain_limine() -> ! {
 
 fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     time::init();
-    let level = bi.cmdline_value("log").and_then(logger::parse_level).unwrap_or(log::LevelFilter::Info);
+    let level = bi
+        .cmdline_value("log")
+        .and_then(logger::parse_level)
+        .unwrap_or(log::LevelFilter::Info);
     logger::init(level);
     if let Err(e) = parsed {
         log::error!("boot information: {}", e);
@@ -63,10 +67,38 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     );
     mem::init(bi);
     let f = mem::frames::stats();
-    log::info!("memory: {} MiB usable, {} MiB free", f.usable * 4096 >> 20, f.free * 4096 >> 20);
+    log::info!(
+        "memory: {} MiB usable, {} MiB free",
+        (f.usable * 4096) >> 20,
+        (f.free * 4096) >> 20
+    );
     symbols::init(bi);
 
-    let mut machine = machine::Machine::new(bi);
+    let acpi = match bi.rsdp {
+        None => Err(alloc::string::String::from("the loader gave no RSDP")),
+        Some(rsdp) => capmon_acpi::Acpi::new(&mem::paging::KernelPhysMap, rsdp)
+            .map_err(|e| alloc::format!("{}", e)),
+    };
+    match &acpi {
+        Ok(a) => log::info!("ACPI: {} tables", a.tables().len()),
+        Err(e) => log::error!("ACPI: {}", e),
+    }
+    let pci = board::pci(acpi.as_ref().ok());
+    let mut blk = capmon_block::Registry::new();
+    let virtio = match &pci {
+        Ok(pci) => board::virtio(pci, &mut blk),
+        Err(_) => alloc::vec::Vec::new(),
+    };
+    board::ram_disk(bi, &mut blk);
+    board::scan_partitions(&mut blk);
+
+    let mut machine = machine::Machine {
+        boot: bi,
+        acpi,
+        pci,
+        blk,
+        virtio,
+    };
     monitor::run(&mut machine)
 }
 
@@ -82,6 +114,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
     // Inside a command: abandon it and return to the prompt. Otherwise halt.
     arch::traps::abort_guarded_command();
-    let _ = core::fmt::Write::write_str(&mut *console::emergency(), "panic outside any command: system halted\n");
+    let _ = core::fmt::Write::write_str(
+        &mut *console::emergency(),
+        "panic outside any command: system halted\n",
+    );
     arch::traps::halt_forever()
 }

@@ -16,6 +16,8 @@ pub fn run(m: &mut Machine) -> ! {
             Ok(l) => l,
             Err(_) => continue,
         };
-        monitor.execute(m, line, &mut ConsoleOut, &mut |run, m, args, out| guarded(|| run(m, args, out)));
+        monitor.execute(m, line, &mut ConsoleOut, &mut |run, m, args, out| {
+            guarded(|| run(m, args, out))
+        });
     }
 }

@@ -6,15 +6,20 @@ use spin::Once;
 static SYMBOLS: Once<Vec<(u64, &'static str)>> = Once::new();
 
 pub fn init(bi: &crate::boot::BootInfo) {
-    let Some(m) = bi.modules().iter().find(|m| m.name().ends_with("capmon.sym")) else {
+    let Some(m) = bi
+        .modules()
+        .iter()
+        .find(|m| m.name().ends_with("capmon.sym"))
+    else {
         log::warn!("no capmon.sym module: fault reports will show addresses only");
         return;
     };
     let len = (m.end - m.start) as usize;
     // SAFETY: the module's frames are reserved and reachable through the direct map; it is
     // read-only from here on.
-    let bytes: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(crate::mem::paging::phys_to_virt(m.start) as *const u8, len) };
+    let bytes: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(crate::mem::paging::phys_to_virt(m.start) as *const u8, len)
+    };
     let Ok(text) = core::str::from_utf8(bytes) else {
         log::warn!("capmon.sym is not text");
         return;

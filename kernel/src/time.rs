@@ -45,7 +45,10 @@ pub fn init() {
         (end - start) * 1000 / CALIBRATE_MS
     };
     // A broken PIT (or none) must not leave time at zero: assume 1 GHz and say so later.
-    TSC_HZ.store(if hz < 1_000_000 { 1_000_000_000 } else { hz }, Ordering::Relaxed);
+    TSC_HZ.store(
+        if hz < 1_000_000 { 1_000_000_000 } else { hz },
+        Ordering::Relaxed,
+    );
 }
 
 pub fn tsc_hz() -> u64 {

@@ -1,3 +1,4 @@
 //! x86_64 specifics: descriptor tables, traps and the fault guard, CPU identification.
 pub mod gdt;
+pub mod ports;
 pub mod traps;

@@ -221,9 +221,9 @@ static mut IDT: [IdtEntry; 256] = [IdtEntry {
 /// Installs gates for all 32 exception vectors (interrupt gates, DPL 0).
 pub fn init() {
     let sel = gdt::code_selector();
-    for v in 0..32usize {
-        // SAFETY: trap_stub_table is a read-only table of 32 code addresses defined above.
-        let addr = unsafe { trap_stub_table[v] };
+    // SAFETY: trap_stub_table is a read-only table of 32 code addresses defined above.
+    let stubs = unsafe { &*core::ptr::addr_of!(trap_stub_table) };
+    for (v, &addr) in stubs.iter().enumerate() {
         let ist = match v {
             8 => gdt::IST_DOUBLE_FAULT + 1,
             2 => gdt::IST_NMI + 1,
@@ -290,7 +290,11 @@ fn decode_pf(err: u64, o: &mut dyn Write) {
     let _ = write!(
         o,
         "{} {} in {} mode{}{}{}",
-        if err & 1 != 0 { "protection violation" } else { "page not present" },
+        if err & 1 != 0 {
+            "protection violation"
+        } else {
+            "page not present"
+        },
         if err & 0x10 != 0 {
             "on instruction fetch"
         } else if err & 2 != 0 {
@@ -299,8 +303,16 @@ fn decode_pf(err: u64, o: &mut dyn Write) {
             "on read"
         },
         if err & 4 != 0 { "user" } else { "supervisor" },
-        if err & 8 != 0 { ", reserved bit set" } else { "" },
-        if err & 0x20 != 0 { ", protection key" } else { "" },
+        if err & 8 != 0 {
+            ", reserved bit set"
+        } else {
+            ""
+        },
+        if err & 0x20 != 0 {
+            ", protection key"
+        } else {
+            ""
+        },
         if err & 0x8000 != 0 { ", SGX" } else { "" },
     );
 }
@@ -316,7 +328,13 @@ fn decode_selector(err: u64, o: &mut dyn Write) {
         2 => "LDT",
         _ => "IDT",
     };
-    let _ = write!(o, "selector index {:#x} in {}{}", err >> 3, table, if err & 1 != 0 { ", external" } else { "" });
+    let _ = write!(
+        o,
+        "selector index {:#x} in {}{}",
+        err >> 3,
+        table,
+        if err & 1 != 0 { ", external" } else { "" }
+    );
 }
 
 /// Prints the exception report for `f`.
@@ -329,9 +347,13 @@ pub fn report(f: &TrapFrame, o: &mut dyn Write) {
             let _ = write!(o, "error code {:#x}: ", f.error);
             decode_pf(f.error, o);
             let _ = writeln!(o);
-            let _ = writeln!(o, "CR2 (fault address) = {:#018x}", x86_64::registers::control::Cr2::read_raw());
+            let _ = writeln!(
+                o,
+                "CR2 (fault address) = {:#018x}",
+                x86_64::registers::control::Cr2::read_raw()
+            );
         }
-        10 | 11 | 12 | 13 => {
+        10..=13 => {
             let _ = write!(o, "error code {:#x}: ", f.error);
             decode_selector(f.error, o);
             let _ = writeln!(o);
@@ -350,11 +372,31 @@ pub fn report(f: &TrapFrame, o: &mut dyn Write) {
             let _ = writeln!(o, " <no symbol>");
         }
     }
-    let _ = writeln!(o, "RSP={:#018x} RFLAGS={:#018x} CS={:#x} SS={:#x}", f.rsp, f.rflags, f.cs, f.ss);
-    let _ = writeln!(o, "RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}", f.rax, f.rbx, f.rcx, f.rdx);
-    let _ = writeln!(o, "RSI={:#018x} RDI={:#018x} RBP={:#018x} R8 ={:#018x}", f.rsi, f.rdi, f.rbp, f.r8);
-    let _ = writeln!(o, "R9 ={:#018x} R10={:#018x} R11={:#018x} R12={:#018x}", f.r9, f.r10, f.r11, f.r12);
-    let _ = writeln!(o, "R13={:#018x} R14={:#018x} R15={:#018x}", f.r13, f.r14, f.r15);
+    let _ = writeln!(
+        o,
+        "RSP={:#018x} RFLAGS={:#018x} CS={:#x} SS={:#x}",
+        f.rsp, f.rflags, f.cs, f.ss
+    );
+    let _ = writeln!(
+        o,
+        "RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}",
+        f.rax, f.rbx, f.rcx, f.rdx
+    );
+    let _ = writeln!(
+        o,
+        "RSI={:#018x} RDI={:#018x} RBP={:#018x} R8 ={:#018x}",
+        f.rsi, f.rdi, f.rbp, f.r8
+    );
+    let _ = writeln!(
+        o,
+        "R9 ={:#018x} R10={:#018x} R11={:#018x} R12={:#018x}",
+        f.r9, f.r10, f.r11, f.r12
+    );
+    let _ = writeln!(
+        o,
+        "R13={:#018x} R14={:#018x} R15={:#018x}",
+        f.r13, f.r14, f.r15
+    );
 }
 
 extern "C" fn trap_dispatch(f: &mut TrapFrame) {
@@ -364,11 +406,17 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     }
     let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
     if guard.is_null() {
-        let _ = writeln!(crate::console::emergency(), "fault outside any command: system halted");
+        let _ = writeln!(
+            crate::console::emergency(),
+            "fault outside any command: system halted"
+        );
         halt_forever();
     }
     crate::mem::heap::recover_after_fault();
-    let _ = writeln!(crate::console::emergency(), "command aborted; back to the monitor");
+    let _ = writeln!(
+        crate::console::emergency(),
+        "command aborted; back to the monitor"
+    );
     // SAFETY: `guard` points at the JmpBuf of a guard_call frame that is still live below us on
     // the stack (ACTIVE_GUARD is cleared before guard_call's frame is left).
     let g = unsafe { &*guard };
@@ -403,16 +451,29 @@ pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
             slot.r = Some(f());
         }
     }
-    let mut slot = Slot { f: Some(f), r: None };
+    let mut slot = Slot {
+        f: Some(f),
+        r: None,
+    };
     let mut buf = JmpBuf::default();
     ACTIVE_GUARD.store(&mut buf, Ordering::SeqCst);
     // SAFETY: guard_call saves our callee-saved registers and returns normally or through
     // trap_dispatch/guard_longjmp to this frame, which is still live.
-    let faulted = unsafe { guard_call(tramp::<R, F>, &mut slot as *mut Slot<F, R> as *mut u8, &mut buf) };
+    let faulted = unsafe {
+        guard_call(
+            tramp::<R, F>,
+            &mut slot as *mut Slot<F, R> as *mut u8,
+            &mut buf,
+        )
+    };
     ACTIVE_GUARD.store(core::ptr::null_mut(), Ordering::SeqCst);
     // The trampoline wrote `slot` behind the compiler's back (through a raw pointer in asm).
     let slot = core::hint::black_box(&mut slot);
-    if faulted == 0 { slot.r.take() } else { None }
+    if faulted == 0 {
+        slot.r.take()
+    } else {
+        None
+    }
 }
 
 /// From the panic handler: abandons the running command, if any.
@@ -420,7 +481,10 @@ pub fn abort_guarded_command() {
     let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
     if !guard.is_null() {
         crate::mem::heap::recover_after_fault();
-        let _ = writeln!(crate::console::emergency(), "command aborted; back to the monitor");
+        let _ = writeln!(
+            crate::console::emergency(),
+            "command aborted; back to the monitor"
+        );
         // SAFETY: as in trap_dispatch: the guard's frame is live below us.
         unsafe { guard_longjmp(guard) }
     }

@@ -1,13 +1,13 @@
 //! The Limine boot protocol (base revision 2): requests the kernel embeds, answered by Limine.
-use super::{BootDevice, BootInfo, Firmware, Framebuffer, RegionKind, copy_str};
-use limine::{BaseRevision, RequestsEndMarker, RequestsStartMarker};
+use super::{copy_str, BootDevice, BootInfo, Firmware, Framebuffer, RegionKind};
 use limine::firmware::FIRMWARE_TYPE_X86BIOS;
 use limine::memmap;
 use limine::request::{
-    BootloaderInfoRequest, ExecutableAddressRequest, ExecutableCmdlineRequest, ExecutableFileRequest,
-    FirmwareTypeRequest, FramebufferRequest, HhdmRequest, MemmapRequest, ModulesRequest, RsdpRequest,
-
+    BootloaderInfoRequest, ExecutableAddressRequest, ExecutableCmdlineRequest,
+    ExecutableFileRequest, FirmwareTypeRequest, FramebufferRequest, HhdmRequest, MemmapRequest,
+    ModulesRequest, RsdpRequest,
 };
+use limine::{BaseRevision, RequestsEndMarker, RequestsStartMarker};
 
 #[used]
 #[unsafe(link_section = ".requests_start_marker")]
@@ -92,7 +92,13 @@ pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
         .response()
         .map(|r| r.address as u64)
         .filter(|&a| a != 0)
-        .map(|a| if revision >= 3 { a } else { a.wrapping_sub(bi.direct_map) });
+        .map(|a| {
+            if revision >= 3 {
+                a
+            } else {
+                a.wrapping_sub(bi.direct_map)
+            }
+        });
     if let Some(m) = MODULES.response() {
         for f in m.modules() {
             let data = f.data();
@@ -110,7 +116,10 @@ pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
             part_guid: guid_bytes(&f.gpt_part_uuid),
         });
     }
-    if let Some(fb) = FB.response().and_then(|r| r.framebuffers().first().copied()) {
+    if let Some(fb) = FB
+        .response()
+        .and_then(|r| r.framebuffers().first().copied())
+    {
         bi.framebuffer = Some(Framebuffer {
             phys: fb.address() as u64 - bi.direct_map,
             width: fb.width as u32,

@@ -58,7 +58,11 @@ pub struct Module {
 
 impl Module {
     pub fn name(&self) -> &str {
-        let n = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
         core::str::from_utf8(&self.name[..n]).unwrap_or("?")
     }
 }
@@ -76,9 +80,18 @@ pub struct Framebuffer {
 #[derive(Clone, Copy, Debug)]
 pub enum BootDevice {
     /// Multiboot2 BIOS boot device tag: BIOS drive number and partition.
-    Bios { drive: u32, partition: u32, sub: u32 },
+    Bios {
+        drive: u32,
+        partition: u32,
+        sub: u32,
+    },
     /// Limine: the kernel file's media, partition index and GPT disk/partition GUIDs.
-    Limine { media: u32, partition: u32, disk_guid: [u8; 16], part_guid: [u8; 16] },
+    Limine {
+        media: u32,
+        partition: u32,
+        disk_guid: [u8; 16],
+        part_guid: [u8; 16],
+    },
 }
 
 pub struct BootInfo {
@@ -106,14 +119,22 @@ impl BootInfo {
             loader: "unknown",
             loader_version: [0; 32],
             firmware: Firmware::Bios,
-            regions: [Region { base: 0, len: 0, kind: RegionKind::Reserved }; MAX_REGIONS],
+            regions: [Region {
+                base: 0,
+                len: 0,
+                kind: RegionKind::Reserved,
+            }; MAX_REGIONS],
             nregions: 0,
             rsdp: None,
             direct_map: 0,
             cmdline: [0; 256],
             framebuffer: None,
             kernel_phys: 0,
-            modules: [Module { start: 0, end: 0, name: [0; 64] }; MAX_MODULES],
+            modules: [Module {
+                start: 0,
+                end: 0,
+                name: [0; 64],
+            }; MAX_MODULES],
             nmodules: 0,
             reserved: None,
             boot_device: None,
@@ -129,12 +150,20 @@ impl BootInfo {
     }
 
     pub fn cmdline(&self) -> &str {
-        let n = self.cmdline.iter().position(|&b| b == 0).unwrap_or(self.cmdline.len());
+        let n = self
+            .cmdline
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.cmdline.len());
         core::str::from_utf8(&self.cmdline[..n]).unwrap_or("")
     }
 
     pub fn loader_version(&self) -> &str {
-        let n = self.loader_version.iter().position(|&b| b == 0).unwrap_or(32);
+        let n = self
+            .loader_version
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(32);
         core::str::from_utf8(&self.loader_version[..n]).unwrap_or("")
     }
 

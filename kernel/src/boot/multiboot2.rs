@@ -1,5 +1,5 @@
 //! Multiboot2 (GRUB, or Limine's multiboot2 protocol): read the boot information structure.
-use super::{BootDevice, BootInfo, Firmware, Framebuffer, RegionKind, copy_str};
+use super::{copy_str, BootDevice, BootInfo, Firmware, Framebuffer, RegionKind};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 /// Where the 32-bit trampoline put the direct map (boot/entry.s, PML4 slot 256).
@@ -18,12 +18,17 @@ pub fn parse(magic: u32, info_phys: u64, bi: &mut BootInfo) -> Result<(), &'stat
     let ptr = (DIRECT_MAP + info_phys) as *const BootInformationHeader;
     // SAFETY: the loader passed the physical address of its boot information in EBX; the
     // direct map covers the first 4 GiB, where Multiboot2 places it.
-    let mbi = unsafe { BootInformation::load(ptr) }.map_err(|_| "unreadable multiboot2 information")?;
+    let mbi =
+        unsafe { BootInformation::load(ptr) }.map_err(|_| "unreadable multiboot2 information")?;
     bi.reserved = Some((info_phys, info_phys + mbi.total_size() as u64));
 
     if let Some(name) = mbi.boot_loader_name_tag().and_then(|t| t.name().ok()) {
         copy_str(&mut bi.loader_version, name);
-        bi.loader = if name.starts_with("GRUB") { "GRUB (multiboot2)" } else { "multiboot2" };
+        bi.loader = if name.starts_with("GRUB") {
+            "GRUB (multiboot2)"
+        } else {
+            "multiboot2"
+        };
         if name.starts_with("Limine") {
             bi.loader = "Limine (multiboot2)";
         }
@@ -38,7 +43,7 @@ pub fn parse(magic: u32, info_phys: u64, bi: &mut BootInfo) -> Result<(), &'stat
     };
     if let Some(mm) = mbi.memory_map_tag() {
         for a in mm.memory_areas() {
-            let kind = match MemoryAreaType::from(a.typ()) {
+            let kind = match a.typ() {
                 MemoryAreaType::Available => RegionKind::Usable,
                 MemoryAreaType::AcpiAvailable => RegionKind::AcpiReclaimable,
                 MemoryAreaType::ReservedHibernate => RegionKind::AcpiNvs,
@@ -56,7 +61,12 @@ pub fn parse(magic: u32, info_phys: u64, bi: &mut BootInfo) -> Result<(), &'stat
         .or_else(|| mbi.rsdp_v1_tag().map(|t| t as *const _ as *const u8 as u64));
     bi.rsdp = rsdp_tag.map(|virt| virt - DIRECT_MAP + 8);
     for m in mbi.module_tags() {
-        let name = m.cmdline().unwrap_or("").split_ascii_whitespace().next().unwrap_or("");
+        let name = m
+            .cmdline()
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .next()
+            .unwrap_or("");
         bi.push_module(m.start_address() as u64, m.end_address() as u64, name);
     }
     if let Some(Ok(fb)) = mbi.framebuffer_tag() {
@@ -69,7 +79,11 @@ pub fn parse(magic: u32, info_phys: u64, bi: &mut BootInfo) -> Result<(), &'stat
         });
     }
     if let Some(bd) = mbi.bootdev_tag() {
-        bi.boot_device = Some(BootDevice::Bios { drive: bd.biosdev(), partition: bd.slice(), sub: bd.part() });
+        bi.boot_device = Some(BootDevice::Bios {
+            drive: bd.biosdev(),
+            partition: bd.slice(),
+            sub: bd.part(),
+        });
     }
     Ok(())
 }

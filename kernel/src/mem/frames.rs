@@ -38,7 +38,8 @@ pub fn init(bi: &BootInfo) {
 
     // Ranges nobody may allocate.
     let kernel = (bi.kernel_phys, bi.kernel_phys + super::kernel_size());
-    let mut reserved: [(u64, u64); 3 + crate::boot::MAX_MODULES] = [(0, 0); 3 + crate::boot::MAX_MODULES];
+    let mut reserved: [(u64, u64); 3 + crate::boot::MAX_MODULES] =
+        [(0, 0); 3 + crate::boot::MAX_MODULES];
     reserved[0] = (0, 0x10_0000);
     reserved[1] = kernel;
     reserved[2] = bi.reserved.unwrap_or((0, 0));
@@ -50,7 +51,11 @@ pub fn init(bi: &BootInfo) {
     let Some(bitmap_phys) = usable()
         .filter_map(|r| {
             let start = (r.base + r.len).saturating_sub(bytes) & !(FRAME - 1);
-            (start >= r.base && !reserved.iter().any(|&x| overlaps(x, (start, start + bytes)))).then_some(start)
+            (start >= r.base
+                && !reserved
+                    .iter()
+                    .any(|&x| overlaps(x, (start, start + bytes))))
+            .then_some(start)
         })
         .max()
     else {
@@ -63,17 +68,24 @@ pub fn init(bi: &BootInfo) {
         core::slice::from_raw_parts_mut((bi.direct_map + bitmap_phys) as *mut u64, words as usize)
     };
     bitmap.fill(u64::MAX);
-    let mut f = Frames { bitmap, nframes, usable: 0, free: 0, hint: 0 };
+    let mut f = Frames {
+        bitmap,
+        nframes,
+        usable: 0,
+        free: 0,
+        hint: 0,
+    };
     for r in usable() {
-        let first = r.base.next_multiple_of(FRAME) / FRAME;
+        let first = r.base.div_ceil(FRAME);
         let last = (r.base + r.len) / FRAME;
-        for i in first..last {
-            f.set(i, false);
-            f.usable += 1;
-            f.free += 1;
-        }
+        f.set_range(first, last, false);
+        f.usable += last.saturating_sub(first);
+        f.free += last.saturating_sub(first);
     }
-    for &(s, e) in reserved.iter().chain(core::iter::once(&(bitmap_phys, bitmap_phys + bytes))) {
+    for &(s, e) in reserved
+        .iter()
+        .chain(core::iter::once(&(bitmap_phys, bitmap_phys + bytes)))
+    {
         for i in s / FRAME..e.div_ceil(FRAME) {
             if i < nframes && !f.get(i) {
                 f.set(i, true);
@@ -87,6 +99,20 @@ pub fn init(bi: &BootInfo) {
 impl Frames {
     fn get(&self, i: u64) -> bool {
         self.bitmap[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// Marks frames `first..last`, a whole word at a time where possible.
+    fn set_range(&mut self, first: u64, last: u64, used: bool) {
+        let mut i = first;
+        while i < last {
+            if i.is_multiple_of(64) && last - i >= 64 {
+                self.bitmap[(i / 64) as usize] = if used { u64::MAX } else { 0 };
+                i += 64;
+            } else {
+                self.set(i, used);
+                i += 1;
+            }
+        }
     }
 
     fn set(&mut self, i: u64, used: bool) {
@@ -104,7 +130,7 @@ impl Frames {
         let mut i = self.hint.next_multiple_of(align);
         while i + count <= self.nframes {
             // Skip full words quickly.
-            if i % 64 == 0 && self.bitmap[(i / 64) as usize] == u64::MAX {
+            if i.is_multiple_of(64) && self.bitmap[(i / 64) as usize] == u64::MAX {
                 i += 64;
                 continue;
             }
@@ -158,5 +184,12 @@ pub fn free(phys: u64, count: u64) {
 }
 
 pub fn stats() -> FrameStats {
-    FRAMES.lock().as_ref().map(|f| FrameStats { usable: f.usable, free: f.free }).unwrap_or_default()
+    FRAMES
+        .lock()
+        .as_ref()
+        .map(|f| FrameStats {
+            usable: f.usable,
+            free: f.free,
+        })
+        .unwrap_or_default()
 }

@@ -14,7 +14,9 @@ const GROW_MIN: u64 = 1 << 20;
 
 impl OomHandler for GrowFromFrames {
     fn handle_oom(talc: &mut Talc<Self>, layout: Layout) -> Result<(), ()> {
-        let want = ((layout.size() + layout.align() + 4096) as u64).max(GROW_MIN).next_multiple_of(FRAME);
+        let want = ((layout.size() + layout.align() + 4096) as u64)
+            .max(GROW_MIN)
+            .next_multiple_of(FRAME);
         let phys = frames::alloc(want / FRAME, 1).ok_or(())?;
         let base = super::paging::phys_to_virt(phys) as *mut u8;
         // SAFETY: fresh frames owned by the heap from now on.
@@ -49,7 +51,11 @@ pub fn init() {
     if let Some(phys) = frames::alloc(size / FRAME, 1) {
         let base = super::paging::phys_to_virt(phys) as *mut u8;
         // SAFETY: fresh frames owned by the heap from now on.
-        let _ = unsafe { HEAP.0.lock().claim(Span::from_base_size(base, size as usize)) };
+        let _ = unsafe {
+            HEAP.0
+                .lock()
+                .claim(Span::from_base_size(base, size as usize))
+        };
     }
 }
 

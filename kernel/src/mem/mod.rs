@@ -12,8 +12,8 @@ unsafe extern "C" {
 
 /// Size of the loaded kernel image in bytes.
 pub fn kernel_size() -> u64 {
-    // SAFETY: linker-defined symbols; only their addresses are used.
-    unsafe { core::ptr::addr_of!(__kernel_end) as u64 - core::ptr::addr_of!(__kernel_start) as u64 }
+    // Linker-defined symbols: only their addresses are used.
+    core::ptr::addr_of!(__kernel_end) as u64 - core::ptr::addr_of!(__kernel_start) as u64
 }
 
 pub fn init(bi: &BootInfo) {

@@ -3,10 +3,10 @@
 use crate::boot::{BootInfo, RegionKind};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
-use x86_64::structures::paging::mapper::{MapToError, TranslateResult};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
-    Size2MiB, Size4KiB, Translate,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F,
+    PhysFrame, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -52,8 +52,18 @@ pub fn init(bi: &BootInfo) {
     }
     // Extend the direct map to usable RAM the boot tables do not cover (above 4 GiB, or any
     // RAM Limine left out), with 2 MiB pages where aligned.
-    for r in bi.regions().iter().filter(|r| matches!(r.kind, RegionKind::Usable | RegionKind::AcpiReclaimable)) {
-        let _ = ensure_mapped(&mut mapper, r.base, r.len, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, bi.direct_map);
+    for r in bi
+        .regions()
+        .iter()
+        .filter(|r| matches!(r.kind, RegionKind::Usable | RegionKind::AcpiReclaimable))
+    {
+        let _ = ensure_mapped(
+            &mut mapper,
+            r.base,
+            r.len,
+            F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+            bi.direct_map,
+        );
     }
     *MAPPER.lock() = Some(mapper);
 }
@@ -67,14 +77,28 @@ fn ensure_mapped(
     virt_base: u64,
 ) -> Result<(), &'static str> {
     let mut p = phys & !(FRAME - 1);
-    let end = phys.checked_add(len).ok_or("range overflows")?.next_multiple_of(FRAME);
+    let end = phys
+        .checked_add(len)
+        .ok_or("range overflows")?
+        .next_multiple_of(FRAME);
     while p < end {
         let va = VirtAddr::new(virt_base + p);
-        if !matches!(m.translate(va), TranslateResult::NotMapped) {
-            p += FRAME;
-            continue;
+        match m.translate(va) {
+            TranslateResult::NotMapped => {}
+            // Already mapped: skip to the end of the page that maps it.
+            TranslateResult::Mapped { frame, .. } => {
+                let size = match frame {
+                    MappedFrame::Size4KiB(_) => FRAME,
+                    MappedFrame::Size2MiB(_) => Size2MiB::SIZE,
+                    MappedFrame::Size1GiB(_) => 1 << 30,
+                };
+                p = (p + 1).next_multiple_of(size);
+                continue;
+            }
+            TranslateResult::InvalidFrameAddress(_) => return Err("corrupt page table entry"),
         }
-        let huge = p % Size2MiB::SIZE == 0 && end - p >= Size2MiB::SIZE && !flags.contains(F::NO_CACHE);
+        // 2 MiB entries keep PWT/PCD at the same bits as 4 KiB ones, so MMIO may use them too.
+        let huge = p.is_multiple_of(Size2MiB::SIZE) && end - p >= Size2MiB::SIZE;
         let res = if huge {
             let page = Page::<Size2MiB>::containing_address(va);
             let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(p));
@@ -118,15 +142,16 @@ pub fn map_phys(phys: u64, len: usize, mmio: bool) -> Option<*mut u8> {
     } else {
         let dm = direct_map();
         phys.checked_add(len as u64)?;
-        ensure_mapped(m, phys, len as u64, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, dm).ok()?;
+        ensure_mapped(
+            m,
+            phys,
+            len as u64,
+            F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+            dm,
+        )
+        .ok()?;
         Some((dm + phys) as *mut u8)
     }
-}
-
-/// Whether `virt` is mapped (for commands that want to say so before touching it).
-pub fn is_mapped(virt: u64) -> bool {
-    let Ok(va) = VirtAddr::try_new(virt) else { return false };
-    MAPPER.lock().as_ref().is_some_and(|m| !matches!(m.translate(va), TranslateResult::NotMapped))
 }
 
 /// The kernel's `PhysMap` for drivers.
@@ -147,7 +172,11 @@ impl capmon_hal::Dma for KernelDma {
         let count = (len.max(1) as u64).div_ceil(FRAME);
         let align_frames = (align as u64).div_ceil(FRAME).max(1);
         let phys = frames::alloc_zeroed(count, align_frames)?;
-        Some(capmon_hal::DmaBuf { virt: phys_to_virt(phys) as *mut u8, phys, len })
+        Some(capmon_hal::DmaBuf {
+            virt: phys_to_virt(phys) as *mut u8,
+            phys,
+            len,
+        })
     }
 
     fn free(&self, buf: capmon_hal::DmaBuf) {
