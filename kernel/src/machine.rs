@@ -92,6 +92,23 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The registered block device with GPT disk GUID `disk` (its partition `part` if found).
+    fn block_name_of(&self, disk: &[u8; 16], part: &[u8; 16]) -> Option<String> {
+        use capmon_block::TableState;
+        let entries = self.blk.entries();
+        let parent = entries
+            .iter()
+            .find(|e| matches!(&e.table, TableState::Gpt(g) if g.header.disk_guid.0 == *disk))?;
+        let child = entries.iter().find(|e| {
+            e.partition
+                .as_ref()
+                .is_some_and(|(p, gp)| *p == parent.name && gp.unique_guid.0 == *part)
+        });
+        Some(child.unwrap_or(parent).name.clone())
+    }
+}
+
 impl PlatformHost for Machine {
     fn version(&self) -> VersionInfo {
         let b = self.boot;
@@ -120,19 +137,24 @@ impl PlatformHost for Machine {
                     drive,
                     partition,
                     sub,
-                } => {
-                    format!(
-                        "BIOS drive {:#x} partition {} sub-partition {}",
-                        drive, partition as i32, sub as i32
-                    )
-                }
+                } => format!(
+                    "BIOS drive {:#x} ({}) partition {} sub-partition {}",
+                    drive,
+                    match drive {
+                        0xe0..=0xff => "CD-ROM",
+                        0x80..=0xdf => "hard disk",
+                        _ => "floppy",
+                    },
+                    partition as i32,
+                    sub as i32
+                ),
                 BootDevice::Limine {
                     media,
                     partition,
                     disk_guid,
                     part_guid,
                 } => format!(
-                    "{} partition {} (disk GUID {}, partition GUID {})",
+                    "{} partition {} (disk GUID {}, partition GUID {}){}",
                     match media {
                         1 => "optical",
                         2 => "tftp",
@@ -140,7 +162,10 @@ impl PlatformHost for Machine {
                     },
                     partition,
                     guid(&disk_guid),
-                    guid(&part_guid)
+                    guid(&part_guid),
+                    self.block_name_of(&disk_guid, &part_guid)
+                        .map(|n| format!(" = {}", n))
+                        .unwrap_or_default()
                 ),
             }),
         }
