@@ -196,7 +196,7 @@ else
         echo
         echo "/capmon"
         echo "    protocol: limine"
-        echo "    path: boot():/boot/capmon.elf"
+        echo "    kernel_path: boot():/boot/capmon.elf"
         [ -z "$sym" ] || echo "    module_path: boot():/boot/capmon.sym"
     } >"$work/esp/boot/limine/limine.conf"
 fi

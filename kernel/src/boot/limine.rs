@@ -108,12 +108,16 @@ pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
         }
     }
     if let Some(f) = KFILE.response() {
-        let f = f.executable_file();
+        // The `limine` crate's `File` lacks the `unused` field after `media_type` and its `Uuid`
+        // is not `repr(C)`, so read the fields through a mirror of `struct limine_file`.
+        let raw = f.executable_file() as *const limine::file::File as *const RawFile;
+        // SAFETY: Limine's response points at a `struct limine_file`, which RawFile mirrors.
+        let raw = unsafe { &*raw };
         bi.boot_device = Some(BootDevice::Limine {
-            media: f.media_type,
-            partition: f.partition_index,
-            disk_guid: guid_bytes(&f.gpt_disk_uuid),
-            part_guid: guid_bytes(&f.gpt_part_uuid),
+            media: raw.media_type,
+            partition: raw.partition_index,
+            disk_guid: raw.gpt_disk_uuid,
+            part_guid: raw.gpt_part_uuid,
         });
     }
     if let Some(fb) = FB
@@ -131,12 +135,23 @@ pub fn parse(bi: &mut BootInfo) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A GUID in its on-disk (mixed-endian) byte order, as GPT stores it.
-fn guid_bytes(u: &limine::uuid::Uuid) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(&u.a.to_le_bytes());
-    b[4..6].copy_from_slice(&u.b.to_le_bytes());
-    b[6..8].copy_from_slice(&u.c.to_le_bytes());
-    b[8..].copy_from_slice(&u.d);
-    b
+/// `struct limine_file` from limine.h (Limine 8.x). A `limine_uuid` is `u32, u16, u16, u8[8]`
+/// stored little-endian: exactly a GPT GUID's on-disk bytes.
+#[repr(C)]
+#[allow(dead_code)] // mirrors the C layout; only some fields are read
+struct RawFile {
+    revision: u64,
+    address: u64,
+    size: u64,
+    path: u64,
+    cmdline: u64,
+    media_type: u32,
+    unused: u32,
+    tftp_ip: u32,
+    tftp_port: u32,
+    partition_index: u32,
+    mbr_disk_id: u32,
+    gpt_disk_uuid: [u8; 16],
+    gpt_part_uuid: [u8; 16],
+    part_uuid: [u8; 16],
 }
