@@ -44,6 +44,14 @@ pub trait Dma {
     fn alloc(&self, len: usize, align: usize) -> Option<DmaBuf>;
     /// Returns a buffer obtained from `alloc` on the same allocator.
     fn free(&self, buf: DmaBuf);
+    /// The device-visible address of `len` bytes at `virt`, memory the caller already owns
+    /// (a heap buffer), if that range is ordinary RAM, physically contiguous and reachable by
+    /// DMA; `None` otherwise. Lets a driver move data straight to or from its caller's buffer
+    /// instead of copying through one from `alloc`. The default says `None` (always copy).
+    fn dma_address(&self, virt: *const u8, len: usize) -> Option<u64> {
+        let _ = (virt, len);
+        None
+    }
 }
 
 /// A window of memory-mapped device registers. Offsets are relative to the window's start;

@@ -1,8 +1,10 @@
 //! virtio-blk (virtio 1.2 §5.2) over a [`VirtioPci`] transport, as a `capmon_block::BlockDevice`.
 //!
 //! Requests are a header, the data and a status byte (a 3-descriptor chain unless SIZE_MAX forces
-//! more data segments). Data goes through a preallocated DMA bounce buffer cut into slots, so a
-//! large transfer keeps several requests in flight and no request allocates.
+//! more data segments). A large transfer is cut into requests of at most one slot, several in
+//! flight, and no request allocates. The device moves data straight to or from the caller's
+//! buffer when `Dma::dma_address` can name it; otherwise through a preallocated DMA bounce buffer
+//! (one slot per request in flight).
 use crate::completion::Completion;
 use crate::features::blk as f;
 use crate::monitor::VirtioMonitor;
@@ -62,6 +64,8 @@ struct Inflight {
     /// Where the request's data sits in the caller's buffer.
     buf_off: usize,
     len: usize,
+    /// The data went through the slot's bounce buffer (not straight to the caller's buffer).
+    bounced: bool,
 }
 
 /// The caller's buffer of a transfer.
@@ -244,7 +248,7 @@ impl VirtioBlk {
         device_writes: bool,
     ) -> Result<(), BlkError> {
         self.revive()?;
-        let head = self.submit(0, kind, sector, len, device_writes)?;
+        let head = self.submit(0, kind, sector, self.bounce.phys(), len, device_writes)?;
         self.queue.kick(self.transport.notify_window());
         let (used, _) = self.wait_one()?;
         if used != head {
@@ -281,15 +285,30 @@ impl VirtioBlk {
                 };
                 let len = self.max_request.min(total - next);
                 let sector = (lba + (next / ss) as u64) * units_per_sector;
-                if let Data::Out(src) = &data {
-                    self.fill_slot(slot, src.get(next..next + len).unwrap_or(&[]));
-                }
-                let head = self.submit(slot, kind, sector, len, device_writes)?;
+                let chunk = match &mut data {
+                    Data::In(b) => b
+                        .get_mut(next..next + len)
+                        .map(|c| c.as_mut_ptr() as *const u8),
+                    Data::Out(b) => b.get(next..next + len).map(|c| c.as_ptr()),
+                };
+                // Straight to the caller's memory when it is DMA-able: no CPU copy at all.
+                let direct = chunk.and_then(|p| self.dma.dma_address(p, len));
+                let addr = match direct {
+                    Some(a) => a,
+                    None => {
+                        if let Data::Out(src) = &data {
+                            self.fill_slot(slot, src.get(next..next + len).unwrap_or(&[]));
+                        }
+                        self.slot_phys(slot)
+                    }
+                };
+                let head = self.submit(slot, kind, sector, addr, len, device_writes)?;
                 if let Some(s) = self.inflight.get_mut(slot) {
                     *s = Some(Inflight {
                         head,
                         buf_off: next,
                         len,
+                        bounced: direct.is_none(),
                     });
                 }
                 pending += 1;
@@ -317,13 +336,14 @@ impl VirtioBlk {
             };
             pending -= 1;
             match self.slot_status(slot) {
-                Ok(()) => {
+                Ok(()) if done.bounced => {
                     if let Data::In(dst) = &mut data {
                         if let Some(d) = dst.get_mut(done.buf_off..done.buf_off + done.len) {
                             self.drain_slot(slot, d);
                         }
                     }
                 }
+                Ok(()) => {}
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -332,12 +352,19 @@ impl VirtioBlk {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Writes the header of `slot`, queues header + data + status. Returns the chain head.
+    /// Device address of `slot`'s bounce buffer.
+    fn slot_phys(&self, slot: usize) -> u64 {
+        self.bounce.phys() + (slot * self.slot_bytes) as u64
+    }
+
+    /// Writes the header of `slot`, queues header + `len` bytes of data at device address
+    /// `data` + status. Returns the chain head.
     fn submit(
         &mut self,
         slot: usize,
         kind: u32,
         sector: u64,
+        data: u64,
         len: usize,
         device_writes: bool,
     ) -> Result<u16, BlkError> {
@@ -353,7 +380,6 @@ impl VirtioBlk {
             core::ptr::write_volatile(h.add(HDR_LEN as usize), STATUS_UNSET);
         }
         let hdr = self.headers.phys() + hdr_off as u64;
-        let data = self.bounce.phys() + (slot * self.slot_bytes) as u64;
         let blank = Segment {
             addr: 0,
             len: 0,
@@ -871,6 +897,47 @@ mod tests {
             .collect();
         assert_eq!(reads.len(), 4);
         assert!(reads.iter().all(|r| r.bytes == 256 * 1024));
+        // Without `dma_address` the data went through the bounce slots, not the caller's buffer.
+        let b = buf.as_ptr() as u64..buf.as_ptr() as u64 + (1 << 20);
+        assert!(reads.iter().all(|r| !b.contains(&r.data_addr)));
+        assert_eq!(d.max_outstanding, 4);
+        assert!(d.violations.is_empty(), "{:?}", d.violations);
+    }
+
+    #[test]
+    fn dma_able_buffers_skip_the_bounce_slots() {
+        let (fake, mut blk) = up(BlkConfig {
+            reverse: true,
+            ..Default::default()
+        });
+        fake.dma
+            .direct
+            .store(true, core::sync::atomic::Ordering::Relaxed);
+        let mut buf = vec![0u8; 1 << 20];
+        blk.read(1, &mut buf).unwrap();
+        assert_eq!(buf, pattern(512, 1 << 20));
+        let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 253) as u8).collect();
+        blk.write(2000, &data).unwrap();
+        assert_eq!(
+            &fake.dev.lock().unwrap().disk[2000 * 512..2000 * 512 + data.len()],
+            &data[..]
+        );
+        let d = fake.dev.lock().unwrap();
+        let at = |kind: u32| -> Vec<u64> {
+            d.requests
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.data_addr)
+                .collect()
+        };
+        // The device addressed the callers' buffers themselves, slot-sized pieces in parallel.
+        let (b, w) = (buf.as_ptr() as u64, data.as_ptr() as u64);
+        let slot = 256 * 1024;
+        assert_eq!(
+            at(VIRTIO_BLK_T_IN),
+            [b, b + slot, b + 2 * slot, b + 3 * slot]
+        );
+        assert_eq!(at(VIRTIO_BLK_T_OUT), [w, w + slot]);
         assert_eq!(d.max_outstanding, 4);
         assert!(d.violations.is_empty(), "{:?}", d.violations);
     }

@@ -3,7 +3,8 @@
 //! device model that walks the split virtqueue in (fake) DMA memory when its doorbell rings.
 //!
 //! DMA memory is ordinary heap memory whose "physical" address is its virtual address; the
-//! device checks that every address the driver hands it lies inside a live allocation.
+//! device checks that every address the driver hands it lies inside a live allocation, or inside
+//! a caller's buffer that `FakeDma::dma_address` named (when `direct` is on).
 use crate::features::{self, blk as bf};
 use crate::monitor::DeviceStatus;
 use crate::pci::{BarMapper, MmioBox};
@@ -11,7 +12,7 @@ use capmon_hal::{Clock, Dma, DmaBuf, Mmio, PciConfig};
 use std::alloc::Layout;
 use std::boxed::Box;
 use std::string::String;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::vec;
 use std::vec::Vec;
@@ -35,6 +36,11 @@ pub struct FakeDma {
     live: Mutex<Vec<(usize, usize, usize)>>,
     /// Allocations larger than this fail (to exercise fallbacks).
     pub max_alloc: AtomicU64,
+    /// Whether `dma_address` names callers' buffers (like the kernel's direct map), rather
+    /// than refusing them (the trait's default).
+    pub direct: AtomicBool,
+    /// Ranges `dma_address` named, which the device may then reach.
+    granted: Mutex<Vec<(usize, usize)>>,
 }
 
 impl FakeDma {
@@ -49,14 +55,21 @@ impl FakeDma {
         self.live.lock().unwrap().len()
     }
 
-    /// Whether `addr .. addr+len` lies inside one live allocation.
+    /// Whether `addr .. addr+len` lies inside one live allocation or one granted range.
     pub fn contains(&self, addr: u64, len: usize) -> bool {
         let a = addr as usize;
+        let inside = |p: usize, l: usize| a >= p && a.checked_add(len).is_some_and(|e| e <= p + l);
         self.live
             .lock()
             .unwrap()
             .iter()
-            .any(|(p, l, _)| a >= *p && a.checked_add(len).is_some_and(|e| e <= p + l))
+            .any(|(p, l, _)| inside(*p, *l))
+            || self
+                .granted
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(p, l)| inside(*p, *l))
     }
 }
 
@@ -91,6 +104,14 @@ impl Dma for FakeDma {
         let (p, l, a) = live.swap_remove(i);
         // SAFETY: allocated above with this exact layout, and removed from `live` once.
         unsafe { std::alloc::dealloc(p as *mut u8, Layout::from_size_align(l, a).unwrap()) };
+    }
+
+    fn dma_address(&self, virt: *const u8, len: usize) -> Option<u64> {
+        if !self.direct.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.granted.lock().unwrap().push((virt as usize, len));
+        Some(virt as u64)
     }
 }
 
@@ -253,6 +274,8 @@ pub struct Request {
     pub unit: u64,
     pub bytes: usize,
     pub data_segs: usize,
+    /// Device address of the first data segment (0 without data).
+    pub data_addr: u64,
 }
 
 #[derive(Debug, Default)]
@@ -630,6 +653,7 @@ impl FakeBlkDevice {
             unit,
             bytes,
             data_segs: data.len(),
+            data_addr: data.first().map_or(0, |s| s.0),
         });
         let mut written = 0u32;
         let in_range = |d: &Self| {

@@ -179,6 +179,15 @@ impl capmon_hal::Dma for KernelDma {
         })
     }
 
+    /// The heap and every frame live in the direct map, which aliases physical memory linearly:
+    /// a range inside it is physically contiguous at `virt - direct_map`. Anything else (the
+    /// kernel image, MMIO windows) is refused, so drivers bounce it.
+    fn dma_address(&self, virt: *const u8, len: usize) -> Option<u64> {
+        let phys = (virt as u64).checked_sub(direct_map())?;
+        let end = phys.checked_add(len as u64)?;
+        (end <= MMIO_BASE.saturating_sub(direct_map())).then_some(phys)
+    }
+
     fn free(&self, buf: capmon_hal::DmaBuf) {
         frames::free(buf.phys, (buf.len.max(1) as u64).div_ceil(FRAME));
     }
