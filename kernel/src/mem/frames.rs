@@ -6,6 +6,8 @@ use crate::boot::{BootInfo, RegionKind};
 use spin::Mutex;
 
 pub const FRAME: u64 = 4096;
+/// RAM below this is in the direct map from the first instruction (boot/entry.s maps 4 GiB).
+const BOOT_MAPPED: u64 = 4 << 30;
 
 pub struct Frames {
     bitmap: &'static mut [u64],
@@ -47,10 +49,13 @@ pub fn init(bi: &BootInfo) {
         reserved[3 + i] = (m.start & !(FRAME - 1), m.end.next_multiple_of(FRAME));
     }
 
-    // The bitmap itself lives at the top of the highest usable region that has room for it.
+    // The bitmap itself lives at the top of the highest usable region that has room for it
+    // below 4 GiB: the only RAM the Multiboot2 trampoline's direct map is sure to cover before
+    // paging::init extends it.
     let Some(bitmap_phys) = usable()
         .filter_map(|r| {
-            let start = (r.base + r.len).saturating_sub(bytes) & !(FRAME - 1);
+            let end = (r.base + r.len).min(BOOT_MAPPED);
+            let start = end.saturating_sub(bytes) & !(FRAME - 1);
             (start >= r.base
                 && !reserved
                     .iter()
