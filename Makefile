@@ -13,6 +13,8 @@ BUILD       := build
 PROFILE     ?= release
 KERNEL_ELF  := $(BUILD)/capmon.elf
 KERNEL_SYM  := $(BUILD)/capmon.sym
+# The same kernel with full debug information, for GDB (the boot media carry the stripped one).
+KERNEL_DEBUG := $(BUILD)/capmon-debug.elf
 ISO         := $(BUILD)/capmon.iso
 LIMINE_ISO  := $(BUILD)/capmon-limine.iso
 QEMU        := qemu-system-x86_64
@@ -42,10 +44,11 @@ KERNEL_SRCS := $(shell find kernel shell cmds drivers -name '*.rs' -o -name '*.s
 $(KERNEL_ELF): $(SETUP_STAMP) $(KERNEL_SRCS)
 	@mkdir -p $(BUILD)
 	$(CARGO) build -p capmon-kernel --target $(TARGET) $(if $(filter release,$(PROFILE)),--release,)
-	cp $(CARGO_OUT) $@
+	cp $(CARGO_OUT) $(KERNEL_DEBUG)
+	objcopy --strip-debug $(KERNEL_DEBUG) $@
 	nm -n -C --defined-only $@ | awk '$$2 ~ /^[tTwW]$$/ { $$2=""; sub(/  /, " "); print }' > $(KERNEL_SYM)
 
-$(KERNEL_SYM): $(KERNEL_ELF)
+$(KERNEL_SYM) $(KERNEL_DEBUG): $(KERNEL_ELF)
 
 kernel: $(KERNEL_ELF)
 
@@ -93,7 +96,7 @@ run-limine: iso-limine
 	$(QEMU) $(QEMU_BASE) -cdrom $(LIMINE_ISO)
 
 gdb: $(ISO)
-	scripts/gdb/run-gdb.sh $(ISO) $(KERNEL_ELF) "$(QEMU_EXTRA)"
+	scripts/gdb/run-gdb.sh $(ISO) $(KERNEL_DEBUG) "$(QEMU_EXTRA)"
 
 # ---- Tests ----
 lint: $(SETUP_STAMP)

@@ -189,7 +189,9 @@ fn mem<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult
     outln!(o, "{:<18} {:<18} {:>12}  type", "start", "end", "size");
     let mut usable = 0u64;
     for r in s.memory_map() {
-        if r.kind == "usable" {
+        // RAM the firmware handed to the OS: what the loader and the kernel occupy counts too
+        // (GRUB reports it as usable, Limine as its own kinds).
+        if matches!(r.kind, "usable" | "bootloader" | "kernel+modules") {
             usable += r.len;
         }
         outln!(
@@ -521,6 +523,215 @@ mod tests {
         assert_eq!(family_model_stepping(0x0083_0f10), (0x17, 0x31, 0));
         // QEMU's qemu64: family 0xf + ext 0 ... model 6 stepping 1 (eax 0x663).
         assert_eq!(family_model_stepping(0x663), (6, 6, 3));
+    }
+
+    /// A machine with a Limine-style memory map and 64 KiB of readable memory at 0x1000.
+    struct FakeHost {
+        mem: alloc::vec::Vec<u8>,
+    }
+
+    impl PlatformHost for FakeHost {
+        fn version(&self) -> VersionInfo {
+            VersionInfo {
+                version: "0.1.0",
+                commit: "abc",
+                profile: "release",
+                loader: String::from("Limine 8.2.0"),
+                firmware: "UEFI",
+                cmdline: String::new(),
+                boot_device: None,
+                framebuffer: None,
+            }
+        }
+        fn memory_map(&self) -> Vec<MemRegion> {
+            alloc::vec![
+                MemRegion {
+                    base: 0,
+                    len: 0x9f000,
+                    kind: "usable"
+                },
+                MemRegion {
+                    base: 0x9f000,
+                    len: 0x1000,
+                    kind: "reserved"
+                },
+                MemRegion {
+                    base: 0x100000,
+                    len: 0x100000,
+                    kind: "kernel+modules"
+                },
+                MemRegion {
+                    base: 0x200000,
+                    len: 0x200000,
+                    kind: "bootloader"
+                },
+                MemRegion {
+                    base: 0x400000,
+                    len: 0xc00000,
+                    kind: "usable"
+                },
+                MemRegion {
+                    base: 0x1000000,
+                    len: 0x10000,
+                    kind: "ACPI NVS"
+                },
+            ]
+        }
+        fn mem_stats(&self) -> MemStats {
+            MemStats {
+                frames_usable: 100,
+                frames_free: 40,
+                ..Default::default()
+            }
+        }
+        fn read_mem(
+            &mut self,
+            addr: u64,
+            _p: bool,
+            _unit: usize,
+            buf: &mut [u8],
+        ) -> Result<(), String> {
+            let off = addr
+                .checked_sub(0x1000)
+                .ok_or_else(|| String::from("unmapped"))? as usize;
+            let src = self
+                .mem
+                .get(off..off + buf.len())
+                .ok_or_else(|| String::from("unmapped"))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        fn write_mem(
+            &mut self,
+            addr: u64,
+            _p: bool,
+            unit: usize,
+            value: u64,
+        ) -> Result<(), String> {
+            let off = (addr - 0x1000) as usize;
+            self.mem[off..off + unit].copy_from_slice(&value.to_le_bytes()[..unit]);
+            Ok(())
+        }
+        fn cpuid(&self, _leaf: u32, _subleaf: u32) -> [u32; 4] {
+            [0; 4]
+        }
+        fn uptime_ns(&self) -> u64 {
+            1_500_000_000
+        }
+        fn log_level(&self) -> &'static str {
+            "info"
+        }
+        fn set_log_level(&mut self, level: &str) -> bool {
+            level == "debug"
+        }
+        fn reboot(&mut self) -> String {
+            String::from("no reset")
+        }
+        fn poweroff(&mut self) -> String {
+            String::from("no ACPI")
+        }
+    }
+
+    fn run(h: &mut FakeHost, line: &str) -> Result<String, CmdError> {
+        let words = capmon_shell::parse::words(line);
+        let cmds = commands::<FakeHost>();
+        let cmd = cmds
+            .iter()
+            .find(|c| c.name == words[0])
+            .expect("command exists");
+        let mut out = String::new();
+        (cmd.run)(h, &mut Args::new(words[1..].to_vec()), &mut out).map(|()| out)
+    }
+
+    fn host() -> FakeHost {
+        FakeHost {
+            mem: (0..=255u8).cycle().take(0x10000).collect(),
+        }
+    }
+
+    #[test]
+    fn mem_counts_ram_the_loader_and_kernel_occupy() {
+        let out = run(&mut host(), "mem").unwrap();
+        // 0x9f000 + 0x100000 + 0x200000 + 0xc00000: reserved and ACPI NVS are not RAM for the OS.
+        assert!(
+            out.contains("usable RAM: 16379904 bytes (15.6 MiB)"),
+            "{}",
+            out
+        );
+        assert!(
+            out.contains("frames: 100 usable, 40 free, 60 used"),
+            "{}",
+            out
+        );
+    }
+
+    #[test]
+    fn md_dumps_and_checks_its_arguments() {
+        let mut h = host();
+        let out = run(&mut h, "md 0x1010 4 -d").unwrap();
+        assert_eq!(
+            out,
+            "0000000000001010: 13121110 17161514 1b1a1918 1f1e1d1c  |................|\n"
+        );
+        assert_eq!(run(&mut h, "md"), Err(CmdError::Usage));
+        assert!(
+            matches!(run(&mut h, "md 0x1001 1 -d"), Err(CmdError::BadArg(m)) if m.contains("not aligned"))
+        );
+        assert!(
+            matches!(run(&mut h, "md 0x1000 0"), Err(CmdError::BadArg(m)) if m.contains("at least 1"))
+        );
+        assert!(
+            matches!(run(&mut h, "md 0x1000 100000 -q"), Err(CmdError::BadArg(m)) if m.contains("at most"))
+        );
+        assert!(
+            matches!(run(&mut h, "md 0xffffffffffffffff 8"), Err(CmdError::BadArg(m)) if m.contains("wraps"))
+        );
+        assert!(matches!(
+            run(&mut h, "md 0x1000 -b -w"),
+            Err(CmdError::Usage)
+        ));
+        assert_eq!(
+            run(&mut h, "md 0x900000"),
+            Err(CmdError::Failed(String::from("unmapped")))
+        );
+    }
+
+    #[test]
+    fn mw_writes_values_that_fit() {
+        let mut h = host();
+        assert_eq!(
+            run(&mut h, "mw 0x1000 0xdeadbeef").unwrap(),
+            "wrote 0xdeadbeef (4 bytes) at 0x1000\n"
+        );
+        assert_eq!(&h.mem[..4], &[0xef, 0xbe, 0xad, 0xde]);
+        assert!(
+            matches!(run(&mut h, "mw 0x1000 0x1ff -b"), Err(CmdError::BadArg(m)) if m.contains("does not fit"))
+        );
+        assert!(
+            matches!(run(&mut h, "mw 0x1002 1 -q"), Err(CmdError::BadArg(m)) if m.contains("not aligned"))
+        );
+    }
+
+    #[test]
+    fn small_commands() {
+        let mut h = host();
+        assert_eq!(run(&mut h, "echo a  \"b c\"").unwrap(), "a b c\n");
+        assert_eq!(run(&mut h, "uptime").unwrap(), "up 1.500000 s\n");
+        assert_eq!(run(&mut h, "log").unwrap(), "log level: info\n");
+        assert!(
+            matches!(run(&mut h, "log loud"), Err(CmdError::BadArg(m)) if m.contains("unknown level"))
+        );
+        assert_eq!(
+            run(&mut h, "poweroff"),
+            Err(CmdError::Failed(String::from("poweroff failed: no ACPI")))
+        );
+        assert!(run(&mut h, "version")
+            .unwrap()
+            .starts_with("capmon 0.1.0 (commit abc, release build)\n"));
+        assert!(matches!(
+            run(&mut h, "version extra"),
+            Err(CmdError::BadArg(_))
+        ));
     }
 
     #[test]
