@@ -662,8 +662,8 @@ mod tests {
     extern crate std;
     use super::*;
     use alloc::boxed::Box;
-    use capmon_block::gpt::build::{self, Spec};
-    use capmon_block::gpt::{Guid, CAPMON_DATA, EFI_SYSTEM};
+    use capmon_block::gpt::build;
+    use capmon_block::gpt::Guid;
     use capmon_block::{Kind, RamDisk};
     use capmon_shell::parse::words;
     use core::cell::Cell;
@@ -699,24 +699,7 @@ mod tests {
     /// ram0: 1 MiB blank; ram1: 64 KiB read-only.
     fn host() -> Host {
         let mut reg = Registry::new();
-        let mut img = vec![0u8; 512 * 512];
-        let parts = [
-            Spec {
-                type_guid: EFI_SYSTEM,
-                unique_guid: Guid([1; 16]),
-                first: 40,
-                last: 59,
-                name: "boot",
-            },
-            Spec {
-                type_guid: CAPMON_DATA,
-                unique_guid: Guid([2; 16]),
-                first: 60,
-                last: 99,
-                name: "data",
-            },
-        ];
-        assert!(build::write(&mut img, 512, Guid([7; 16]), &parts));
+        let img = build::sample_two_partitions(512, 512, Guid([7; 16]));
         let vda = reg.add(
             Kind::Virtio,
             Box::new(RamDisk::from_image(img, 512).unwrap()),

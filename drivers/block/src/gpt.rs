@@ -589,6 +589,32 @@ pub mod build {
     pub const ENTRIES: u32 = 128;
     pub const ENTRY_SIZE: u32 = 128;
 
+    /// A disk of `sectors` sectors of `ss` bytes with disk GUID `disk` and two partitions:
+    /// 1 "boot" (EFI System, LBA 40..=59) and 2 "data" (capmon data, LBA 60..=99). The fixture
+    /// the block layer's and the monitor's tests share.
+    pub fn sample_two_partitions(ss: usize, sectors: usize, disk: Guid) -> Vec<u8> {
+        let mut img = vec![0u8; ss * sectors];
+        let parts = [
+            Spec {
+                type_guid: EFI_SYSTEM,
+                unique_guid: Guid([1; 16]),
+                first: 40,
+                last: 59,
+                name: "boot",
+            },
+            Spec {
+                type_guid: CAPMON_DATA,
+                unique_guid: Guid([2; 16]),
+                first: 60,
+                last: 99,
+                name: "data",
+            },
+        ];
+        let written = write(&mut img, ss, disk, &parts);
+        debug_assert!(written, "the sample layout fits any disk of 100+ sectors");
+        img
+    }
+
     /// Writes a complete GPT into `disk` (a whole-device image of `ss`-byte sectors). Returns
     /// false, writing nothing, if the image is too small, `ss` is not a power of two of at
     /// least 512, or there are more than `ENTRIES` partitions. Partition ranges are written

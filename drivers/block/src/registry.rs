@@ -241,8 +241,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::build::{self, Spec};
-    use crate::gpt::{Guid, CAPMON_DATA, EFI_SYSTEM};
+    use crate::gpt::build;
+    use crate::gpt::Guid;
     use crate::{Pattern, RamDisk};
     use alloc::vec;
 
@@ -266,25 +266,7 @@ mod tests {
     }
 
     fn gpt_image(ss: usize, sectors: usize) -> Vec<u8> {
-        let mut img = vec![0u8; ss * sectors];
-        let parts = [
-            Spec {
-                type_guid: EFI_SYSTEM,
-                unique_guid: Guid([1; 16]),
-                first: 40,
-                last: 59,
-                name: "boot",
-            },
-            Spec {
-                type_guid: CAPMON_DATA,
-                unique_guid: Guid([2; 16]),
-                first: 60,
-                last: 99,
-                name: "data",
-            },
-        ];
-        assert!(build::write(&mut img, ss, Guid([9; 16]), &parts));
-        img
+        build::sample_two_partitions(ss, sectors, Guid([9; 16]))
     }
 
     #[test]
