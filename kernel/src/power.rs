@@ -19,8 +19,12 @@ pub fn poweroff(acpi: Option<&Acpi>, hw: &AcpiHw) -> String {
 /// Resets: the FADT reset register, then an 8042 pulse, then a triple fault.
 pub fn reboot(acpi: Option<&Acpi>, hw: &AcpiHw) -> String {
     let mut why = String::new();
+    log::info!("reboot: ACPI reset register");
     match acpi.map(|a| a.reset(hw)) {
-        Some(Err(e)) => why = format!("ACPI reset register: {}; ", e),
+        Some(Err(e)) => {
+            log::warn!("reboot: ACPI reset register: {}", e);
+            why = format!("ACPI reset register: {}; ", e);
+        }
         None => why.push_str("no ACPI tables; "),
         Some(Ok(())) => {}
     }
