@@ -65,7 +65,14 @@ pub trait PlatformHost {
     fn reboot(&mut self) -> String;
     /// Powers off through ACPI S5; returns only on failure, saying why.
     fn poweroff(&mut self) -> String;
+    /// Raises the named fault on purpose (one of `CRASH_KINDS`), to exercise the fault guard.
+    /// Returns only if the fault did not happen, saying why.
+    fn crash(&mut self, kind: &str) -> String;
 }
+
+/// What `crash` can raise: page fault, general protection, invalid opcode, breakpoint,
+/// divide error, a Rust panic, and a stack overflow into the monitor stack's guard page.
+pub const CRASH_KINDS: &[&str] = &["pf", "gp", "ud", "bp", "de", "panic", "stack"];
 
 pub fn commands<S: PlatformHost>() -> Vec<Command<S>> {
     alloc::vec![
@@ -140,6 +147,15 @@ pub fn commands<S: PlatformHost>() -> Vec<Command<S>> {
             help: "show or set the kernel log level",
             long_help: "Without an argument prints the current log level; with one, sets it.\nThe boot level comes from 'log=LEVEL' on the kernel command line.",
             run: log_cmd::<S>,
+        },
+        Command {
+            name: "crash",
+            group: "debug",
+            subcommands: CRASH_KINDS,
+            usage: "crash pf|gp|ud|bp|de|panic|stack",
+            help: "raise a fault inside a command (tests the fault guard)",
+            long_help: "Raises a fault on purpose: pf (read of an unmapped page), gp (non-canonical\naddress), ud (invalid opcode), bp (int3), de (divide by zero), panic (a Rust panic),\nstack (unbounded recursion into the monitor stack's guard page). The report is printed\nand the monitor returns to the prompt.",
+            run: crash::<S>,
         },
         Command {
             name: "reboot",
@@ -501,6 +517,15 @@ fn log_cmd<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdRe
     Ok(())
 }
 
+fn crash<S: PlatformHost>(s: &mut S, a: &mut Args, _o: &mut dyn Write) -> CmdResult {
+    let kind = a.str()?;
+    a.finish()?;
+    if !CRASH_KINDS.contains(&kind) {
+        return Err(bad_arg!("unknown fault '{}'", kind));
+    }
+    Err(fail!("crash {} did not fault: {}", kind, s.crash(kind)))
+}
+
 fn reboot<S: PlatformHost>(s: &mut S, a: &mut Args, _o: &mut dyn Write) -> CmdResult {
     a.finish()?;
     Err(fail!("reboot failed: {}", s.reboot()))
@@ -630,6 +655,9 @@ mod tests {
         fn poweroff(&mut self) -> String {
             String::from("no ACPI")
         }
+        fn crash(&mut self, kind: &str) -> String {
+            alloc::format!("{} is harmless here", kind)
+        }
     }
 
     fn run(h: &mut FakeHost, line: &str) -> Result<String, CmdError> {
@@ -732,6 +760,16 @@ mod tests {
             run(&mut h, "version extra"),
             Err(CmdError::BadArg(_))
         ));
+        assert!(
+            matches!(run(&mut h, "crash fire"), Err(CmdError::BadArg(m)) if m.contains("unknown fault"))
+        );
+        assert_eq!(run(&mut h, "crash"), Err(CmdError::Usage));
+        assert_eq!(
+            run(&mut h, "crash ud"),
+            Err(CmdError::Failed(String::from(
+                "crash ud did not fault: ud is harmless here"
+            )))
+        );
     }
 
     #[test]

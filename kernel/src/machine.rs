@@ -262,6 +262,10 @@ impl PlatformHost for Machine {
     fn poweroff(&mut self) -> String {
         crate::power::poweroff(self.acpi.as_ref().ok(), &acpi_hw())
     }
+
+    fn crash(&mut self, kind: &str) -> String {
+        crate::arch::crash::raise(kind)
+    }
 }
 
 impl capmon_cmds::acpi::AcpiHost for Machine {

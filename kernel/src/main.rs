@@ -92,14 +92,21 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
 
-    let mut machine = machine::Machine {
+    let machine = machine::Machine {
         boot: bi,
         acpi,
         pci,
         blk,
         virtio,
     };
-    monitor::run(&mut machine)
+    let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));
+    arch::stack::switch_to_monitor_stack(run_monitor, machine as *mut machine::Machine as *mut u8)
+}
+
+/// The monitor, on its own guarded stack.
+extern "C" fn run_monitor(machine: *mut u8) -> ! {
+    // SAFETY: `machine` is the leaked Box made in kernel_main, used by nothing else.
+    monitor::run(unsafe { &mut *(machine as *mut machine::Machine) })
 }
 
 #[panic_handler]

@@ -342,6 +342,16 @@ pub fn report(f: &TrapFrame, o: &mut dyn Write) {
     let v = f.vector as usize;
     let name = VECTOR_NAMES.get(v).copied().unwrap_or("unknown");
     let _ = writeln!(o, "\n*** EXCEPTION {} (vector {}) ***", name, v);
+    if v == 8 || v == 14 {
+        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        if super::stack::guard_page().contains(&cr2) || super::stack::guard_page().contains(&f.rsp)
+        {
+            let _ = writeln!(
+                o,
+                "kernel stack overflow: the monitor stack ran into its guard page"
+            );
+        }
+    }
     match v {
         14 => {
             let _ = write!(o, "error code {:#x}: ", f.error);

@@ -154,6 +154,18 @@ pub fn map_phys(phys: u64, len: usize, mmio: bool) -> Option<*mut u8> {
     }
 }
 
+/// Maps one 4 KiB page; false if it is already mapped or page tables cannot be allocated.
+pub fn map_page(page: Page<Size4KiB>, frame: PhysFrame<Size4KiB>, flags: F) -> bool {
+    let mut guard = MAPPER.lock();
+    let Some(m) = guard.as_mut() else {
+        return false;
+    };
+    // SAFETY: the caller hands over a frame it owns for a page nothing else maps.
+    unsafe { m.map_to(page, frame, flags, &mut KernelFrames) }
+        .map(|f| f.flush())
+        .is_ok()
+}
+
 /// The kernel's `PhysMap` for drivers.
 pub struct KernelPhysMap;
 
