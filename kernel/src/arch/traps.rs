@@ -1,8 +1,8 @@
-//! CPU exceptions: entry stubs, a decoded report, and the fault guard that lets a command that
+//! CPU exceptions: entry code, a decoded report, and the fault guard that lets a command that
 //! faults return to the monitor prompt.
 //!
-//! Every vector 0..=31 enters `trap_common` through a stub that pushes a uniform frame (error
-//! code or 0, vector number, then all general registers). `trap_dispatch` prints the report; if
+//! Every vector 0..=31 enters `trap_common` through a per-vector entry that pushes a uniform
+//! frame (error code or 0, vector number, then all general registers). `trap_dispatch` prints the report; if
 //! a guarded command is running, it rewrites the frame so that `iretq` resumes at the guard's
 //! saved context (a longjmp), otherwise it halts.
 use core::arch::global_asm;
