@@ -103,7 +103,9 @@ pub fn scan_partitions(blk: &mut Registry) {
                 }
                 log::info!("{}: GPT with {} partitions", name, r.partitions.len());
             }
-            Err(e) => log::debug!("{}: {}", name, e),
+            // A blank disk is normal; a damaged table is worth a warning at boot.
+            Err(capmon_block::ScanError::Gpt(g)) if g.is_absent() => log::debug!("{}: {}", name, g),
+            Err(e) => log::warn!("{}: {}", name, e),
         }
     }
 }
