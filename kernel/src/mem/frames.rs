@@ -136,7 +136,7 @@ impl Frames {
         while i + count <= self.nframes {
             // Skip full words quickly.
             if i.is_multiple_of(64) && self.bitmap[(i / 64) as usize] == u64::MAX {
-                i += 64;
+                i = (i + 64).next_multiple_of(align);
                 continue;
             }
             match (i..i + count).find(|&k| self.get(k)) {
