@@ -7,6 +7,8 @@ const UNMAPPED: u64 = 0x1000;
 /// Bit 63 set without the upper bits: not canonical.
 const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
 
+// Never inlined, so a fault report names this function whatever the optimiser decides.
+#[inline(never)]
 pub fn raise(kind: &str) -> String {
     // SAFETY (all arms): each deliberately faults; the monitor's guard reports the fault and
     // abandons this command's frames. Nothing here touches memory that is in use.
