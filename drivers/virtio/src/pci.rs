@@ -6,6 +6,8 @@ use crate::queue::{SplitVirtqueue, MAX_QUEUE_SIZE};
 use crate::{identify, DeviceType, VirtioError};
 use alloc::boxed::Box;
 use capmon_hal::{Dma, Mmio, PciConfig, PhysMap, RawMmio};
+use capmon_pci::caps::{self, CapKind, VirtioCfgType};
+use capmon_pci::HeaderType;
 
 /// A register window the transport owns.
 pub type MmioBox = Box<dyn Mmio + Send + Sync>;
@@ -32,23 +34,10 @@ impl BarMapper for PhysMapBars<'_> {
 const PCI_COMMAND: u16 = 0x04;
 const PCI_COMMAND_MEMORY: u32 = 1 << 1;
 const PCI_COMMAND_BUS_MASTER: u32 = 1 << 2;
-const PCI_STATUS: u16 = 0x06;
-const PCI_STATUS_CAP_LIST: u16 = 1 << 4;
-const PCI_CAP_PTR: u16 = 0x34;
+const PCI_VENDOR_ID: u16 = 0x00;
+const PCI_DEVICE_ID: u16 = 0x02;
+const PCI_HEADER_TYPE: u16 = 0x0e;
 const PCI_BAR0: u16 = 0x10;
-/// Capabilities live after the 64-byte standard header, at dword-aligned offsets.
-const PCI_CAP_FIRST: u8 = 0x40;
-/// At most (256 - 64) / 4 capabilities fit in config space: the walk's bound.
-const PCI_MAX_CAPS: usize = 48;
-const PCI_CAP_ID_VNDR: u8 = 0x09;
-
-// virtio_pci_cap (virtio 1.2 §4.1.4).
-const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
-const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
-const VIRTIO_PCI_CAP_ISR_CFG: u8 = 3;
-const VIRTIO_PCI_CAP_DEVICE_CFG: u8 = 4;
-const VIRTIO_PCI_CAP_MIN_LEN: u8 = 16;
-const VIRTIO_PCI_NOTIFY_CAP_MIN_LEN: u8 = 20;
 
 // Common configuration structure layout (§4.1.4.3).
 const COMMON_DFSELECT: usize = 0x00;
@@ -81,55 +70,43 @@ const CONFIG_READ_ATTEMPTS: u32 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VirtioCap {
     /// Where the capability sits in config space.
-    pub at: u8,
-    pub cfg_type: u8,
+    pub at: u16,
+    pub cfg_type: VirtioCfgType,
     pub bar: u8,
-    pub offset: u32,
-    pub length: u32,
+    pub offset: u64,
+    pub length: u64,
     /// Only for the notify capability.
     pub notify_off_multiplier: u32,
 }
 
-/// Walks the capability list and calls `f` for each virtio vendor capability. Bounded and safe
-/// against loops and pointers into the header.
+/// Calls `f` for each virtio vendor capability, in list order. The walk is the PCI subsystem's
+/// (`capmon_pci::caps::walk`): bounded, safe against loops and pointers into the header, and
+/// it stops at a malformed entry, which is logged.
 pub fn for_each_virtio_cap(cfg: &dyn PciConfig, mut f: impl FnMut(VirtioCap)) {
-    if cfg.read16(PCI_STATUS) & PCI_STATUS_CAP_LIST == 0 {
-        return;
+    let header = HeaderType::from_raw(cfg.read8(PCI_HEADER_TYPE));
+    let list = caps::walk(
+        cfg,
+        header,
+        cfg.read16(PCI_VENDOR_ID),
+        cfg.read16(PCI_DEVICE_ID),
+    );
+    if let Some(problem) = &list.problem {
+        log::warn!("virtio: capability list: {}", problem);
     }
-    let mut seen: u64 = 0;
-    let mut at = cfg.read8(PCI_CAP_PTR) & 0xfc;
-    for _ in 0..PCI_MAX_CAPS {
-        if at < PCI_CAP_FIRST {
-            break;
-        }
-        let bit = 1u64 << (at / 4 - PCI_CAP_FIRST / 4);
-        if seen & bit != 0 {
-            log::warn!("virtio: capability list loops at {:#x}", at);
-            break;
-        }
-        seen |= bit;
-        let pos = at as u16;
-        let id = cfg.read8(pos);
-        let next = cfg.read8(pos + 1) & 0xfc;
-        let len = cfg.read8(pos + 2);
-        if id == PCI_CAP_ID_VNDR && len >= VIRTIO_PCI_CAP_MIN_LEN {
-            let cfg_type = cfg.read8(pos + 3);
-            let notify_off_multiplier =
-                if cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG && len >= VIRTIO_PCI_NOTIFY_CAP_MIN_LEN {
-                    cfg.read32(pos + 16)
-                } else {
-                    0
-                };
+    for c in &list.caps {
+        if let CapKind::Vendor {
+            virtio: Some(v), ..
+        } = c.kind
+        {
             f(VirtioCap {
-                at,
-                cfg_type,
-                bar: cfg.read8(pos + 4),
-                offset: cfg.read32(pos + 8),
-                length: cfg.read32(pos + 12),
-                notify_off_multiplier,
+                at: c.offset,
+                cfg_type: v.cfg_type,
+                bar: v.bar,
+                offset: v.offset,
+                length: v.length,
+                notify_off_multiplier: v.notify_off_multiplier.unwrap_or(0),
             });
         }
-        at = next;
     }
 }
 
@@ -181,12 +158,13 @@ fn map_cap(
     cap: &VirtioCap,
     min_len: usize,
 ) -> Result<MmioBox, VirtioError> {
-    let len = cap.length as usize;
+    let len = usize::try_from(cap.length)
+        .map_err(|_| VirtioError::BadConfig("capability window too large"))?;
     if len < min_len {
         return Err(VirtioError::BadConfig("capability window too short"));
     }
     let phys = bar_address(cfg, cap.bar)?
-        .checked_add(cap.offset as u64)
+        .checked_add(cap.offset)
         .ok_or(VirtioError::BadConfig("capability offset overflows"))?;
     bars.map_mmio(phys, len)
         .ok_or(VirtioError::MapFailed { phys, len })
@@ -219,10 +197,10 @@ impl VirtioPci {
         for_each_virtio_cap(cfg, |cap| {
             any = true;
             let (slot, min_len) = match cap.cfg_type {
-                VIRTIO_PCI_CAP_COMMON_CFG => (&mut common, COMMON_MIN_LEN),
-                VIRTIO_PCI_CAP_NOTIFY_CFG => (&mut notify, 2),
-                VIRTIO_PCI_CAP_ISR_CFG => (&mut isr, 1),
-                VIRTIO_PCI_CAP_DEVICE_CFG => (&mut device, 1),
+                VirtioCfgType::Common => (&mut common, COMMON_MIN_LEN),
+                VirtioCfgType::Notify => (&mut notify, 2),
+                VirtioCfgType::Isr => (&mut isr, 1),
+                VirtioCfgType::Device => (&mut device, 1),
                 _ => return,
             };
             if slot.is_some() {
@@ -476,7 +454,12 @@ mod tests {
         for_each_virtio_cap(&cfg, |c| caps.push((c.cfg_type, c.bar, c.offset)));
         assert_eq!(
             caps,
-            [(1, 4, 0), (2, 4, 0x3000), (3, 4, 0x1000), (4, 4, 0x2000)]
+            [
+                (VirtioCfgType::Common, 4, 0),
+                (VirtioCfgType::Notify, 4, 0x3000),
+                (VirtioCfgType::Isr, 4, 0x1000),
+                (VirtioCfgType::Device, 4, 0x2000)
+            ]
         );
     }
 
