@@ -71,17 +71,6 @@ pub fn emergency() -> spin::MutexGuard<'static, Serial> {
     CONSOLE.lock()
 }
 
-#[macro_export]
-macro_rules! kprint {
-    ($($arg:tt)*) => { { let _ = ::core::fmt::Write::write_fmt(&mut $crate::console::ConsoleOut, format_args!($($arg)*)); } };
-}
-
-#[macro_export]
-macro_rules! kprintln {
-    () => { $crate::kprint!("\n") };
-    ($($arg:tt)*) => { { $crate::kprint!($($arg)*); $crate::kprint!("\n"); } };
-}
-
 /// The serial port as the line editor's byte stream (blocking reads).
 pub struct SerialIo;
 

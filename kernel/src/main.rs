@@ -5,11 +5,10 @@
 
 extern crate alloc;
 
-#[macro_use]
-mod console;
 mod arch;
 mod board;
 mod boot;
+mod console;
 mod logger;
 mod machine;
 mod mem;
