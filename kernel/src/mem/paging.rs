@@ -15,8 +15,9 @@ use super::frames::{self, FRAME};
 static DIRECT_MAP: AtomicU64 = AtomicU64::new(0);
 /// MMIO windows live at MMIO_BASE + physical address, mapped uncached (PML4 slot 320).
 pub const MMIO_BASE: u64 = 0xFFFF_A000_0000_0000;
-/// The highest physical address MMIO_BASE can alias (64 TiB, well inside the canonical half).
-const MMIO_LIMIT: u64 = 1 << 46;
+/// The highest physical address either alias (the direct map, MMIO_BASE) may cover: 64 TiB,
+/// well inside the canonical half. Addresses from firmware tables are checked against it.
+const PHYS_LIMIT: u64 = 1 << 46;
 
 static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 
@@ -82,7 +83,10 @@ fn ensure_mapped(
         .ok_or("range overflows")?
         .next_multiple_of(FRAME);
     while p < end {
-        let va = VirtAddr::new(virt_base + p);
+        let va = virt_base
+            .checked_add(p)
+            .and_then(|v| VirtAddr::try_new(v).ok())
+            .ok_or("address outside the kernel's half")?;
         match m.translate(va) {
             TranslateResult::NotMapped => {}
             // Already mapped: skip to the end of the page that maps it.
@@ -132,16 +136,15 @@ fn ensure_mapped(
 pub fn map_phys(phys: u64, len: usize, mmio: bool) -> Option<*mut u8> {
     let mut guard = MAPPER.lock();
     let m = guard.as_mut()?;
+    if phys.checked_add(len as u64)? > PHYS_LIMIT {
+        return None;
+    }
     if mmio {
-        if phys.checked_add(len as u64)? > MMIO_LIMIT {
-            return None;
-        }
         let flags = F::PRESENT | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | F::NO_EXECUTE;
         ensure_mapped(m, phys, len as u64, flags, MMIO_BASE).ok()?;
         Some((MMIO_BASE + phys) as *mut u8)
     } else {
         let dm = direct_map();
-        phys.checked_add(len as u64)?;
         ensure_mapped(
             m,
             phys,
