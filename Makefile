@@ -107,7 +107,7 @@ lint: $(SETUP_STAMP)
 test-host: $(SETUP_STAMP)
 	$(CARGO) test --workspace --exclude capmon-kernel 2>&1 | tee $(BUILD)/host-tests.log
 
-test-proofs: $(ISO) image
+test-proofs: $(ISO) image image-gcp
 	expect/run-all.sh
 
 # scripts/test.sh runs setup itself, so a fresh clone gets a summary line even if setup fails.
