@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod blk;
+pub mod irq;
 pub mod pci;
 pub mod sys;
 pub mod virtio;
@@ -17,12 +18,18 @@ use capmon_shell::Command;
 
 /// Everything the monitor's commands need from the machine.
 pub trait System:
-    sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost
+    sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost + irq::IrqHost
 {
 }
 
-impl<T: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost>
-    System for T
+impl<
+        T: sys::PlatformHost
+            + acpi::AcpiHost
+            + pci::PciHost
+            + blk::BlkHost
+            + virtio::VirtioHost
+            + irq::IrqHost,
+    > System for T
 {
 }
 
@@ -30,6 +37,7 @@ impl<T: sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virti
 pub fn all<S: System>() -> Vec<Command<S>> {
     let mut v = sys::commands::<S>();
     v.extend(acpi::commands::<S>());
+    v.extend(irq::commands::<S>());
     v.extend(pci::commands::<S>());
     v.extend(virtio::commands::<S>());
     v.extend(blk::commands::<S>());

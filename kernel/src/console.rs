@@ -3,6 +3,7 @@
 //! All output goes through `Console`, which turns "\n" into "\r\n". Exception and panic reports
 //! use `emergency()`, which takes the lock by force: the interrupted code may have held it.
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 use uart_16550::{backend::PioBackend, Config, Uart16550};
 
@@ -21,7 +22,14 @@ pub fn init() {
     let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else {
         return;
     };
-    if uart.init(Config::default()).is_ok() {
+    // An interrupt per received byte: the handler moves each into the ring at once, so a
+    // paste never waits for the FIFO's character timeout.
+    let config = Config {
+        baud_rate: uart_16550::BaudRate::Baud115200,
+        fifo_trigger_level: Some(uart_16550::spec::registers::FifoTriggerLevel::One),
+        ..Config::default()
+    };
+    if uart.init(config).is_ok() {
         CONSOLE.lock().uart = Some(uart);
     }
 }
@@ -71,6 +79,114 @@ pub fn emergency() -> spin::MutexGuard<'static, Serial> {
     CONSOLE.lock()
 }
 
+/// Received bytes, moved out of the UART by its interrupt handler (one producer: the COM1
+/// handler; one consumer: the monitor). A full ring leaves bytes in the UART, whose receiver
+/// then holds them (QEMU stops feeding a full FIFO).
+struct RxRing {
+    buf: core::cell::UnsafeCell<[u8; RX_RING]>,
+    /// Next slot the handler writes (only the handler stores it).
+    head: AtomicUsize,
+    /// Next slot the monitor reads (only the monitor stores it).
+    tail: AtomicUsize,
+}
+
+const RX_RING: usize = 64 * 1024;
+
+// SAFETY: single producer and single consumer; each slot is written before `head` publishes
+// it (Release) and read after `head` is seen (Acquire), and is not rewritten until `tail` has
+// moved past it.
+unsafe impl Sync for RxRing {}
+
+static RX: RxRing = RxRing {
+    buf: core::cell::UnsafeCell::new([0; RX_RING]),
+    head: AtomicUsize::new(0),
+    tail: AtomicUsize::new(0),
+};
+/// Bytes dropped because the ring was full when the UART had to be drained.
+static RX_OVERRUNS: AtomicUsize = AtomicUsize::new(0);
+static RX_IRQ: AtomicBool = AtomicBool::new(false);
+
+impl RxRing {
+    fn push(&self, b: u8) -> bool {
+        let h = self.head.load(Ordering::Relaxed);
+        let next = (h + 1) % RX_RING;
+        if next == self.tail.load(Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: slot `h` is not visible to the consumer until `head` moves (see Sync).
+        unsafe { (*self.buf.get())[h] = b };
+        self.head.store(next, Ordering::Release);
+        true
+    }
+
+    fn pop(&self) -> Option<u8> {
+        let t = self.tail.load(Ordering::Relaxed);
+        if t == self.head.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: slot `t` was published by the producer's Release store of `head`.
+        let b = unsafe { (*self.buf.get())[t] };
+        self.tail.store((t + 1) % RX_RING, Ordering::Release);
+        Some(b)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire)
+    }
+}
+
+/// 16550 registers the interrupt path touches directly (the lock-holding transmit path may be
+/// interrupted mid-byte; reading LSR and RBR does not disturb it).
+const COM1_RBR: u16 = COM1;
+const COM1_IER: u16 = COM1 + 1;
+const COM1_LSR: u16 = COM1 + 5;
+const LSR_DATA_READY: u8 = 1;
+
+/// COM1's interrupt handler: drain the receiver into the ring.
+fn com1_rx() {
+    // SAFETY: reading LSR/RBR of COM1, which this console owns; see the constants above.
+    unsafe {
+        let mut lsr = x86_64::instructions::port::Port::<u8>::new(COM1_LSR);
+        let mut rbr = x86_64::instructions::port::Port::<u8>::new(COM1_RBR);
+        // Bounded: a broken UART that always says "data ready" cannot hold the CPU here.
+        for _ in 0..256 {
+            if lsr.read() & LSR_DATA_READY == 0 {
+                break;
+            }
+            if !RX.push(rbr.read()) {
+                RX_OVERRUNS.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+}
+
+/// Routes COM1 (ISA IRQ 4) through the I/O APIC and turns on its receive interrupt.
+pub fn enable_rx_interrupt(_madt: &capmon_acpi::Madt) {
+    crate::irq::set_handler(crate::irq::VEC_ISA_BASE + 4, com1_rx);
+    match crate::irq::ioapic::route_isa(4, "COM1") {
+        Ok(r) => {
+            let present = CONSOLE.lock().uart.is_some();
+            if present {
+                // SAFETY: IER of COM1 (DLAB is 0 after init): received-data interrupt only.
+                unsafe { x86_64::instructions::port::Port::<u8>::new(COM1_IER).write(0x01) };
+                RX_IRQ.store(true, Ordering::Release);
+                log::info!("COM1: receive interrupt on GSI {}", r.gsi);
+            }
+        }
+        Err(e) => log::warn!("COM1: no receive interrupt ({}); polling", e),
+    }
+}
+
+/// Whether serial input arrives by interrupt, and how many bytes a full ring dropped.
+#[allow(dead_code)]
+pub fn rx_status() -> (bool, usize) {
+    (
+        RX_IRQ.load(Ordering::Acquire),
+        RX_OVERRUNS.load(Ordering::Relaxed),
+    )
+}
+
 /// The serial port as the line editor's byte stream (blocking reads).
 pub struct SerialIo;
 
@@ -84,11 +200,26 @@ impl embedded_io::Read for SerialIo {
             return Ok(0);
         }
         loop {
-            if let Some(b) = CONSOLE.lock().try_read() {
+            if let Some(b) = RX.pop() {
                 buf[0] = b;
                 return Ok(1);
             }
-            core::hint::spin_loop();
+            // Also poll the UART: before its interrupt is routed, or if an edge was missed
+            // while the ring was full. With interrupts off, so the handler cannot reorder
+            // bytes between ring and UART.
+            let polled = x86_64::instructions::interrupts::without_interrupts(|| {
+                if RX.is_empty() {
+                    CONSOLE.lock().try_read()
+                } else {
+                    None
+                }
+            });
+            if let Some(b) = polled {
+                buf[0] = b;
+                return Ok(1);
+            }
+            // Halt until the next interrupt (a byte, or the tick).
+            crate::irq::idle_unless(|| !RX.is_empty());
         }
     }
 }

@@ -304,3 +304,52 @@ impl capmon_cmds::virtio::VirtioHost for Machine {
         &self.virtio
     }
 }
+impl capmon_cmds::irq::IrqHost for Machine {
+    fn irq_routes(&mut self) -> Vec<capmon_cmds::irq::RouteLine> {
+        crate::irq::routes()
+            .into_iter()
+            .map(|r| capmon_cmds::irq::RouteLine {
+                vector: r.vector,
+                count: crate::irq::count(r.vector),
+                source: r.source,
+                mechanism: r.mechanism,
+                apic_id: r.apic_id,
+            })
+            .collect()
+    }
+
+    fn apic_info(&mut self) -> Result<capmon_cmds::irq::ApicInfo, CmdError> {
+        use crate::irq::lapic;
+        if !crate::irq::ready() {
+            return Err(CmdError::Failed(String::from(
+                "no local APIC in use (see the boot log)",
+            )));
+        }
+        Ok(capmon_cmds::irq::ApicInfo {
+            mode: lapic::mode(),
+            base: lapic::xapic_base(),
+            requested: lapic::requested(),
+            state: lapic::state(),
+            timer: lapic::timer_summary(),
+            ticks: lapic::ticks(),
+        })
+    }
+
+    fn ioapics(&mut self) -> Vec<capmon_cmds::irq::IoApicInfo> {
+        crate::irq::ioapic::with_chips(|chips| {
+            chips
+                .iter()
+                .map(|c| {
+                    let r = c.regs();
+                    capmon_cmds::irq::IoApicInfo {
+                        id: r.id(),
+                        phys: c.phys,
+                        gsi_base: c.gsi_base,
+                        version: r.version(),
+                        entries: (0..r.pins()).filter_map(|p| r.read_raw(p)).collect(),
+                    }
+                })
+                .collect()
+        })
+    }
+}

@@ -9,6 +9,7 @@ mod arch;
 mod board;
 mod boot;
 mod console;
+mod irq;
 mod logger;
 mod machine;
 mod mem;
@@ -82,6 +83,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         Ok(a) => log::info!("ACPI: {} tables", a.tables().len()),
         Err(e) => log::error!("ACPI: {}", e),
     }
+    irq::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
     let virtio = match &pci {

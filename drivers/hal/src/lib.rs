@@ -5,6 +5,12 @@
 //! implement them with fakes backed by ordinary memory.
 #![no_std]
 
+pub mod irq;
+pub use irq::{
+    Completion, Interrupt, Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, MsiMessage,
+    Polling,
+};
+
 /// A physically contiguous, zero-initialised buffer that a device may read or write by DMA.
 #[derive(Debug)]
 pub struct DmaBuf {
@@ -84,6 +90,12 @@ pub trait PortIo {
     fn outb(&self, port: u16, v: u8);
     fn outw(&self, port: u16, v: u16);
     fn outl(&self, port: u16, v: u32);
+}
+
+/// Model-specific registers (RDMSR/WRMSR).
+pub trait Msr {
+    fn read(&self, msr: u32) -> u64;
+    fn write(&self, msr: u32, v: u64);
 }
 
 /// A monotonic clock.

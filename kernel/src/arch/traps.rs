@@ -148,6 +148,63 @@ trap_stub_table:
     .quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27, trap_stub_28, trap_stub_29
     .quad trap_stub_30, trap_stub_31
 
+# Vectors 32..=255: external interrupts and IPIs. Each stub is 16 bytes (push 0, push vector,
+# jmp), so the stub of vector v is at irq_stubs + (v - 32) * 16.
+.section .text
+.balign 16
+.global irq_stubs
+irq_stubs:
+.set irq_vec, 32
+.rept 224
+    .balign 16
+    push 0
+    push irq_vec
+    jmp irq_common
+.set irq_vec, irq_vec + 1
+.endr
+
+irq_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, [rsp + 15 * 8]
+    # The System V ABI wants a 16-byte aligned stack at the call; the CPU aligned it before
+    # pushing the 5-word frame, and 17 words were pushed since: realign.
+    mov rbx, rsp
+    and rsp, -16
+    cld
+    call {irq_dispatch}
+    mov rsp, rbx
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
 .section .text
 # u64 guard_call(extern "C" fn(*mut u8), *mut u8, *mut JmpBuf): saves the callee-saved context,
 # calls f(arg) and returns 0; a fault inside f resumes here returning 1 (see guard_resume).
@@ -185,10 +242,12 @@ guard_longjmp:
     jmp qword ptr [rdi + 56]
 "#,
     dispatch = sym trap_dispatch,
+    irq_dispatch = sym crate::irq::dispatch,
 );
 
 unsafe extern "C" {
     static trap_stub_table: [u64; 32];
+    static irq_stubs: u8;
     fn guard_call(f: extern "C" fn(*mut u8), arg: *mut u8, buf: *mut JmpBuf) -> u64;
     fn guard_longjmp(buf: *const JmpBuf) -> !;
 }
@@ -218,7 +277,8 @@ static mut IDT: [IdtEntry; 256] = [IdtEntry {
     zero: 0,
 }; 256];
 
-/// Installs gates for all 32 exception vectors (interrupt gates, DPL 0).
+/// Installs gates for the 32 exception vectors and the 224 interrupt vectors (interrupt
+/// gates, DPL 0).
 pub fn init() {
     let sel = gdt::code_selector();
     // SAFETY: trap_stub_table is a read-only table of 32 code addresses defined above.
@@ -240,6 +300,22 @@ pub fn init() {
             zero: 0,
         };
         // SAFETY: single-threaded boot; the IDT is written before it is loaded.
+        unsafe { (*core::ptr::addr_of_mut!(IDT))[v] = e };
+    }
+    // irq_stubs is the start of 224 16-byte stubs defined above (only its address is taken).
+    let irq_base = core::ptr::addr_of!(irq_stubs) as u64;
+    for v in 32..256usize {
+        let addr = irq_base + (v as u64 - 32) * 16;
+        let e = IdtEntry {
+            offset_lo: addr as u16,
+            selector: sel,
+            ist: 0,
+            type_attr: 0x8e,
+            offset_mid: (addr >> 16) as u16,
+            offset_hi: (addr >> 32) as u32,
+            zero: 0,
+        };
+        // SAFETY: as above.
         unsafe { (*core::ptr::addr_of_mut!(IDT))[v] = e };
     }
     let ptr = x86_64::structures::DescriptorTablePointer {
@@ -423,10 +499,16 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
         halt_forever();
     }
     crate::mem::heap::recover_after_fault();
+    // A fault inside an interrupt handler leaves its vector in service: end it, or that
+    // vector and every lower-priority one stay blocked.
+    crate::irq::end_in_service();
     let _ = writeln!(
         crate::console::emergency(),
         "command aborted; back to the monitor"
     );
+    // Resume with interrupts on, whatever the faulting context had (an interrupt handler
+    // runs with them off).
+    f.rflags |= 0x200;
     // SAFETY: `guard` points at the JmpBuf of a guard_call frame that is still live below us on
     // the stack (ACTIVE_GUARD is cleared before guard_call's frame is left).
     let g = unsafe { &*guard };
@@ -491,10 +573,14 @@ pub fn abort_guarded_command() {
     let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
     if !guard.is_null() {
         crate::mem::heap::recover_after_fault();
+        crate::irq::end_in_service();
         let _ = writeln!(
             crate::console::emergency(),
             "command aborted; back to the monitor"
         );
+        // A panic inside an interrupt handler ran with interrupts off; the monitor runs
+        // with them on.
+        x86_64::instructions::interrupts::enable();
         // SAFETY: as in trap_dispatch: the guard's frame is live below us.
         unsafe { guard_longjmp(guard) }
     }

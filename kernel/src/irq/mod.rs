@@ -1,0 +1,256 @@
+//! Interrupts: the 8259 pair masked and out of the way, the local APIC (xAPIC or x2APIC) with
+//! its timer tick, the I/O APICs from the MADT, the vector allocator and the routing table
+//! every interrupt is listed in, and the `Interrupts` seam drivers allocate vectors through.
+//!
+//! Handlers run with interrupts off and only count, signal an `IrqEvent`, move bytes into a
+//! ring or re-arm the timer: they never log, allocate or take a lock that other code holds.
+//!
+//! Vector map:
+//!   0x20..=0x2f  the 8259 pair, remapped and masked (only spurious IRQ 7/15 can arrive)
+//!   0x30..=0x3f  ISA IRQ n through the I/O APIC at 0x30 + n
+//!   0x40..=0xdf  device vectors (MSI, MSI-X, PCI INTx), from the allocator
+//!   0xe0..=0xeb  reserved for inter-processor interrupts
+//!   0xec         the local APIC timer tick
+//!   0xfe         local APIC error
+//!   0xff         local APIC spurious
+// The driver seam (KernelIrq) is wired to virtio-blk in the next change.
+#![allow(dead_code)]
+
+pub mod ioapic;
+pub mod lapic;
+mod pic;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use capmon_apic::VectorAllocator;
+use capmon_hal::irq::{Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, MsiMessage};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use spin::Mutex;
+
+pub const VEC_PIC_BASE: u8 = 0x20;
+pub const VEC_ISA_BASE: u8 = 0x30;
+pub const VEC_DEVICE_LO: u8 = 0x40;
+pub const VEC_DEVICE_HI: u8 = 0xdf;
+pub const VEC_TIMER: u8 = 0xec;
+pub const VEC_ERROR: u8 = 0xfe;
+pub const VEC_SPURIOUS: u8 = 0xff;
+
+/// Interrupts taken per vector.
+static COUNTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+/// What each vector's handler signals (drivers wait on these).
+static EVENTS: [IrqEvent; 256] = [const { IrqEvent::new() }; 256];
+/// Extra work for a vector: a `fn()` address, 0 for none.
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+/// The local APIC is up, so vectors are delivered and the tick bounds every halt.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// One line of the routing table: who raises a vector, how, and where it goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub vector: u8,
+    /// "LAPIC timer", "COM1 (ISA IRQ 4, GSI 4)", "00:03.0 virtio-blk queue 0", ...
+    pub source: String,
+    /// "LAPIC", "I/O APIC 0 pin 4", "MSI-X 1", "MSI", "INTx (GSI 16)", "8259".
+    pub mechanism: String,
+    /// The target CPU's APIC ID.
+    pub apic_id: u32,
+    /// The PCI function, for message-signalled and INTx routes.
+    pub owner: Option<IrqOwner>,
+}
+
+struct State {
+    vectors: VectorAllocator,
+    routes: Vec<Route>,
+}
+
+/// Touched only outside interrupt handlers (allocation, display).
+static STATE: Mutex<State> = Mutex::new(State {
+    vectors: VectorAllocator::new(VEC_DEVICE_LO, VEC_DEVICE_HI),
+    routes: Vec::new(),
+});
+
+/// Entered from `irq_common` (arch/traps.rs) with interrupts off.
+pub extern "C" fn dispatch(vector: u64) {
+    let v = (vector & 0xff) as usize;
+    COUNTS[v].fetch_add(1, Ordering::Relaxed);
+    EVENTS[v].signal();
+    let h = HANDLERS[v].load(Ordering::Acquire);
+    if h != 0 {
+        // SAFETY: HANDLERS only ever holds addresses of `fn()` items (see `set_handler`).
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(h) };
+        f();
+    }
+    match v as u8 {
+        // A spurious 8259 interrupt is not in the local APIC's ISR, and the spurious vector
+        // needs no EOI either (SDM Vol. 3A §11.9).
+        VEC_PIC_BASE..=0x2f | VEC_SPURIOUS => {}
+        _ => lapic::eoi(),
+    }
+}
+
+/// Runs `f` from `vector`'s handler, after its event is signalled.
+pub fn set_handler(vector: u8, f: fn()) {
+    HANDLERS[vector as usize].store(f as usize, Ordering::Release);
+}
+
+pub fn count(vector: u8) -> u64 {
+    COUNTS[vector as usize].load(Ordering::Relaxed)
+}
+
+pub fn event(vector: u8) -> &'static IrqEvent {
+    &EVENTS[vector as usize]
+}
+
+/// Whether interrupts are delivered (the local APIC is up and its tick runs).
+pub fn ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// Adds a line to the routing table.
+pub fn add_route(r: Route) {
+    STATE.lock().routes.push(r);
+}
+
+/// The routing table, sorted by vector.
+pub fn routes() -> Vec<Route> {
+    let mut r = STATE.lock().routes.clone();
+    r.sort_by_key(|r| r.vector);
+    r
+}
+
+/// Halts until the next interrupt; with no interrupts (no local APIC) it only pauses, so
+/// callers that loop on a condition keep polling.
+pub fn idle() {
+    if ready() {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    } else {
+        core::hint::spin_loop();
+    }
+}
+
+/// Halts unless `cond()` (checked with interrupts off) already holds, so a wakeup between the
+/// check and the halt is never lost: `sti; hlt` takes the pending interrupt after the `hlt`.
+pub fn idle_unless(cond: impl FnOnce() -> bool) {
+    if !ready() {
+        core::hint::spin_loop();
+        return;
+    }
+    x86_64::instructions::interrupts::disable();
+    if cond() {
+        x86_64::instructions::interrupts::enable();
+    } else {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// After a fault or panic inside an interrupt handler: EOI every vector still in service.
+pub fn end_in_service() {
+    if ready() {
+        lapic::end_in_service();
+    }
+}
+
+/// Brings interrupts up: masks the 8259s, starts the local APIC and its timer, masks every
+/// I/O APIC pin, routes COM1, and enables interrupts. On failure (no local APIC, bad MADT)
+/// says why and leaves everything polling.
+pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
+    {
+        let mut s = STATE.lock();
+        for v in (0..=0x3f).chain(0xe0..=0xff) {
+            s.vectors.reserve(v);
+        }
+    }
+    let madt = acpi.and_then(|a| a.madt().ok());
+    if madt.as_ref().is_none_or(|m| m.pcat_compat) {
+        pic::remap_and_mask();
+        for irq in [7u8, 15] {
+            add_route(Route {
+                vector: VEC_PIC_BASE + irq,
+                source: format!("8259 spurious IRQ {}", irq),
+                mechanism: String::from("8259 (masked)"),
+                apic_id: 0,
+                owner: None,
+            });
+        }
+    }
+    let request = bi.cmdline_value("apic");
+    if let Err(e) = lapic::init(request, madt.as_ref(), acpi) {
+        log::error!("interrupts: {}; drivers and the console poll", e);
+        return;
+    }
+    READY.store(true, Ordering::Release);
+    x86_64::instructions::interrupts::enable();
+    lapic::start_timer(acpi);
+    match &madt {
+        Some(m) => ioapic::init(m),
+        None => log::warn!("interrupts: no MADT, so no I/O APIC: the console polls"),
+    }
+    if let Some(m) = &madt {
+        crate::console::enable_rx_interrupt(m);
+    }
+}
+
+/// The kernel's interrupt layer as drivers see it.
+pub struct KernelIrq;
+
+pub static KERNEL_IRQ: KernelIrq = KernelIrq;
+
+impl Interrupts for KernelIrq {
+    fn alloc_msi(&self, owner: IrqOwner, mechanism: Mechanism, label: &str) -> Option<IrqVector> {
+        if !ready() {
+            return None;
+        }
+        let apic_id = lapic::bsp_id();
+        // Without interrupt remapping an MSI can name only APIC IDs 0..=255.
+        if apic_id > 0xff {
+            return None;
+        }
+        let vector = STATE.lock().vectors.alloc()?;
+        let mech = match mechanism {
+            Mechanism::MsiX => format!("MSI-X {}", owner.source),
+            Mechanism::Msi => format!("MSI {}", owner.source),
+            m => String::from(m.name()),
+        };
+        add_route(Route {
+            vector,
+            source: format!("{} {}", bdf_name(owner.bdf), label),
+            mechanism: mech,
+            apic_id,
+            owner: Some(owner),
+        });
+        Some(IrqVector {
+            vector,
+            apic_id,
+            message: msi_message(apic_id, vector),
+            event: event(vector),
+        })
+    }
+
+    fn free(&self, v: &IrqVector) {
+        let mut s = STATE.lock();
+        s.vectors.free(v.vector);
+        s.routes.retain(|r| r.vector != v.vector);
+    }
+
+    fn wait_for(&self, event: &IrqEvent, seen: u64) {
+        idle_unless(|| event.count() != seen);
+    }
+}
+
+/// An MSI to one CPU, physical destination, fixed delivery, edge (SDM Vol. 3A §11.11.1-2).
+pub fn msi_message(apic_id: u32, vector: u8) -> MsiMessage {
+    MsiMessage {
+        address: 0xfee0_0000 | ((apic_id as u64 & 0xff) << 12),
+        data: vector as u32,
+    }
+}
+
+pub fn bdf_name(bdf: u32) -> String {
+    let (seg, bus, dev, func) = (bdf >> 16, (bdf >> 8) & 0xff, (bdf >> 3) & 0x1f, bdf & 7);
+    if seg != 0 {
+        format!("{:04x}:{:02x}:{:02x}.{}", seg, bus, dev, func)
+    } else {
+        format!("{:02x}:{:02x}.{}", bus, dev, func)
+    }
+}
