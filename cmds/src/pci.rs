@@ -21,6 +21,8 @@ pub trait PciHost {
     fn pci(&mut self) -> Result<&mut Pci, CmdError>;
     /// A monotonic clock, for `pci bench`.
     fn pci_clock(&self) -> &dyn Clock;
+    /// Maps device memory (BAR contents such as an MSI-X table) for `pci msix`.
+    fn pci_map(&self) -> &dyn capmon_hal::PhysMap;
 }
 
 pub fn commands<S: PciHost>() -> Vec<Command<S>> {
@@ -41,13 +43,14 @@ pub fn commands<S: PciHost>() -> Vec<Command<S>> {
         Command {
             name: "pci",
             group: "pci",
-            subcommands: &["read", "write", "mode", "bench"],
-            usage: "pci read BDF OFF [b|w|d] | pci write BDF OFF VALUE [b|w|d] | pci mode [legacy|ecam] | pci bench [N]",
+            subcommands: &["read", "write", "mode", "bench", "msix"],
+            usage: "pci read BDF OFF [b|w|d] | pci write BDF OFF VALUE [b|w|d] | pci mode [legacy|ecam] | pci bench [N] | pci msix BDF",
             help: "config-space access, access mechanism, enumeration benchmark",
             long_help: "pci read BDF OFF [b|w|d]          read a byte, word or dword (default d)\n\
                         pci write BDF OFF VALUE [b|w|d]   write, then read back\n\
                         pci mode [legacy|ecam]            show or switch the access mechanism\n\
                         pci bench [N]                     time N enumerations (default 20) per mechanism\n\
+                        pci msix BDF                      the MSI-X table and PBA as the device holds them\n\
                         Offsets must be aligned to the width; 0x100 and above need ECAM.",
             run: pci::<S>,
         },
@@ -476,8 +479,98 @@ fn pci<S: PciHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
         "write" => write(s, a, o),
         "mode" => mode(s, a, o),
         "bench" => bench(s, a, o),
+        "msix" => msix(s, a, o),
         other => Err(bad_arg!("unknown subcommand '{}'", other)),
     }
+}
+
+/// The base address a memory BAR holds, read without sizing it (sizing pauses decoding, which
+/// a live function must not see).
+fn bar_base(cfg: &dyn capmon_hal::PciConfig, bir: u8) -> Result<u64, CmdError> {
+    let reg = 0x10 + 4 * bir as u16;
+    let lo = cfg.read32(reg);
+    if lo & 1 != 0 {
+        return Err(fail!("BAR {} is an I/O BAR", bir));
+    }
+    let mut base = (lo & !0xf) as u64;
+    if (lo >> 1) & 3 == 2 {
+        if bir >= 5 {
+            return Err(fail!("BAR {} claims 64 bits but is the last slot", bir));
+        }
+        base |= (cfg.read32(reg + 4) as u64) << 32;
+    }
+    if base == 0 {
+        return Err(fail!("BAR {} is not assigned", bir));
+    }
+    Ok(base)
+}
+
+fn msix<S: PciHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    use capmon_pci::msi::{self, MsixTable};
+    let bdf = parse_bdf(a.str()?)?;
+    a.finish()?;
+    let pci = s.pci()?;
+    pci.header(bdf).map_err(err)?;
+    let cfg = pci.function(bdf).map_err(err)?;
+    let name = if bdf.segment == 0 {
+        alloc::format!("{:02x}:{:02x}.{:x}", bdf.bus, bdf.device(), bdf.function())
+    } else {
+        alloc::format!("{}", bdf)
+    };
+    let cap = msi::find_cap(&cfg, capmon_pci::caps::id::MSIX)
+        .ok_or_else(|| fail!("{} has no MSI-X capability", name))?;
+    let layout = msi::msix_layout(&cfg, cap, None).map_err(|e| fail!("{}: {}", name, e))?;
+    let ctl = capmon_hal::PciConfig::read16(&cfg, cap + 2);
+    let table_phys = bar_base(&cfg, layout.table.bir)? + layout.table.offset as u64;
+    let pba_phys = bar_base(&cfg, layout.pba.bir)? + layout.pba.offset as u64;
+    let map = |phys: u64, len: usize| {
+        s.pci_map()
+            .map(phys, len, true)
+            // SAFETY: the host mapped `len` bytes of device memory at this address, uncached,
+            // for the kernel's lifetime (PhysMap contract); RawMmio bounds-checks every access.
+            .map(|p| unsafe { capmon_hal::RawMmio::new(p, len) })
+            .ok_or_else(|| fail!("cannot map {} bytes at {:#x}", len, phys))
+    };
+    let tw = map(table_phys, layout.table.len)?;
+    let pw = map(pba_phys, layout.pba.len)?;
+    let table = MsixTable::new(&tw, layout.entries)
+        .and_then(|t| t.with_pba(&pw))
+        .map_err(|e| fail!("{}: {}", name, e))?;
+    let mut lines = Vec::new();
+    let mut used = 0;
+    for i in 0..layout.entries {
+        let e = table.entry(i).map_err(|e| fail!("{}: {}", name, e))?;
+        let pending = table.pending(i).map_err(|e| fail!("{}: {}", name, e))?;
+        if !e.masked {
+            used += 1;
+        }
+        lines.push(alloc::format!(
+            "entry {}: address {:#018x} data {:#010x} {} pending {}",
+            i,
+            e.message.address,
+            e.message.data,
+            if e.masked { "masked" } else { "unmasked" },
+            if pending { "yes" } else { "no" }
+        ));
+    }
+    outln!(
+        o,
+        "{} MSI-X: {} of {} entries, table BAR {} + {:#x} ({:#x}), PBA BAR {} + {:#x}, {}, function mask {}",
+        name,
+        used,
+        layout.entries,
+        layout.table.bir,
+        layout.table.offset,
+        table_phys,
+        layout.pba.bir,
+        layout.pba.offset,
+        if ctl & (1 << 15) != 0 { "enabled" } else { "disabled" },
+        if ctl & (1 << 14) != 0 { "on" } else { "off" }
+    );
+    for l in lines {
+        outln!(o, "{}", l);
+    }
+    Ok(())
 }
 
 /// The optional trailing width word.
@@ -663,6 +756,7 @@ mod tests {
     struct Host {
         pci: Option<Pci>,
         clock: AccessClock,
+        mem: DevMem,
     }
 
     impl PciHost for Host {
@@ -674,6 +768,19 @@ mod tests {
         fn pci_clock(&self) -> &dyn Clock {
             &self.clock
         }
+        fn pci_map(&self) -> &dyn capmon_hal::PhysMap {
+            &self.mem
+        }
+    }
+
+    /// Device memory for `pci msix`: one page of "BAR" at DEVMEM_BASE.
+    struct DevMem(alloc::boxed::Box<[u32; 1024]>);
+    const DEVMEM_BASE: u64 = 0xfebd_0000;
+    impl capmon_hal::PhysMap for DevMem {
+        fn map(&self, phys: u64, len: usize, _mmio: bool) -> Option<*mut u8> {
+            let off = phys.checked_sub(DEVMEM_BASE)? as usize;
+            (off + len <= 4096).then(|| (self.0.as_ptr() as *mut u8).wrapping_add(off))
+        }
     }
 
     fn host_of(m: FakeMachine, legacy: bool, ecam: bool) -> (Host, Shared) {
@@ -683,6 +790,7 @@ mod tests {
             Host {
                 pci: Some(pci),
                 clock: AccessClock(shared.clone()),
+                mem: DevMem(alloc::boxed::Box::new([0; 1024])),
             },
             shared,
         )
@@ -1012,8 +1120,50 @@ mod tests {
         let mut none = Host {
             pci: None,
             clock: AccessClock(h.clock.0.clone()),
+            mem: DevMem(alloc::boxed::Box::new([0; 1024])),
         };
         assert_eq!(failed(run(&mut none, "lspci")), "PCI not initialised");
+    }
+
+    #[test]
+    fn msix_reads_the_table_where_the_capability_says() {
+        use capmon_pci::fake::msix_cap;
+        let mut m = FakeMachine::new();
+        // Three entries at BAR 1 + 0, PBA at BAR 1 + 0x800; BAR 1 = DEVMEM_BASE.
+        let f = FakeFunction::new(0x1af4, 0x1042, (1, 0, 0))
+            .bar32(1, DEVMEM_BASE as u32, 0x1000, false, false)
+            .caps(&[(0x40, &msix_cap(3, (1, 0), (1, 0x800)))]);
+        m.add(0, 0, 3, 0, f);
+        m.add(0, 0, 4, 0, FakeFunction::new(0x8086, 0x10d3, (2, 0, 0)));
+        let (mut h, _) = host_of(m, true, true);
+        // Entry 0 and 1 programmed and unmasked, entry 2 masked; entry 1 pending.
+        for (i, (addr, data, ctl)) in [
+            (0xfee0_0000u32, 0x40u32, 0u32),
+            (0xfee0_1000, 0x41, 0),
+            (0, 0, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            h.mem.0[i * 4] = *addr;
+            h.mem.0[i * 4 + 2] = *data;
+            h.mem.0[i * 4 + 3] = *ctl;
+        }
+        h.mem.0[0x800 / 4] = 1 << 1;
+        let out = run(&mut h, "pci msix 00:03.0").unwrap();
+        assert_eq!(
+            out,
+            "00:03.0 MSI-X: 2 of 3 entries, table BAR 1 + 0x0 (0xfebd0000), PBA BAR 1 + 0x800, disabled, function mask off\n\
+             entry 0: address 0x00000000fee00000 data 0x00000040 unmasked pending no\n\
+             entry 1: address 0x00000000fee01000 data 0x00000041 unmasked pending yes\n\
+             entry 2: address 0x0000000000000000 data 0x00000000 masked pending no\n"
+        );
+        assert_eq!(
+            failed(run(&mut h, "pci msix 00:04.0")),
+            "00:04.0 has no MSI-X capability"
+        );
+        assert!(run(&mut h, "pci msix 00:1f.7").is_err());
+        assert!(run(&mut h, "pci msix zz").is_err());
     }
 
     #[test]

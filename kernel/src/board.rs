@@ -48,7 +48,10 @@ pub fn virtio(pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunction> {
     for f in pci.enumerate().functions {
         let bdf = f.bdf();
         let Ok(cfg) = pci.function(bdf) else { continue };
-        let Some(p) = capmon_virtio::probe(&cfg, &bars, &DMA, &CLOCK) else {
+        // Interrupt-driven completion needs the local APIC; without it the driver polls.
+        let irq: Option<&'static dyn capmon_hal::Interrupts> =
+            crate::irq::ready().then_some(&crate::irq::KERNEL_IRQ);
+        let Some(p) = capmon_virtio::probe(bdf, &cfg, &bars, &DMA, &CLOCK, irq) else {
             continue;
         };
         let name = p

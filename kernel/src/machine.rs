@@ -289,6 +289,10 @@ impl capmon_cmds::pci::PciHost for Machine {
     fn pci_clock(&self) -> &dyn capmon_hal::Clock {
         &TscClock
     }
+
+    fn pci_map(&self) -> &dyn capmon_hal::PhysMap {
+        &KernelPhysMap
+    }
 }
 impl capmon_cmds::blk::BlkHost for Machine {
     fn blk(&mut self) -> &mut capmon_block::Registry {

@@ -1,5 +1,7 @@
 //! An in-memory PCI machine for host tests: config spaces with per-bit write masks (so BAR
-//! sizing behaves like hardware), reached through fake legacy ports and fake ECAM windows.
+//! sizing behaves like hardware), reached through fake legacy ports and fake ECAM windows,
+//! and fake MMIO windows (an MSI-X table, a PBA). Every write is logged in order, config and
+//! MMIO in one log, so tests can check register sequences.
 //!
 //! Built only for tests and with the `fake` feature; the kernel never enables it.
 use crate::access::{EcamRegion, EcamWindow, LegacyPorts};
@@ -10,7 +12,28 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use capmon_hal::{Mmio, PortIo};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// One write a test can check, in the order it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeWrite {
+    /// `len` bytes of config space at `off` (as the access mechanism delivered them).
+    Config {
+        bdf: Bdf,
+        off: u16,
+        len: u8,
+        value: u32,
+    },
+    /// A dword (or narrower) write into a fake MMIO window named `window`.
+    Mmio {
+        window: &'static str,
+        off: usize,
+        value: u32,
+    },
+}
+
+/// The write log shared by a machine and the MMIO windows of a test.
+pub type WriteLog = Arc<spin::Mutex<Vec<FakeWrite>>>;
 
 /// One function's config space.
 #[derive(Clone)]
@@ -122,8 +145,37 @@ impl FakeFunction {
             self.put(*off as usize, body);
             let next = list.get(i + 1).map_or(0, |c| c.0);
             self.set8(*off as usize + 1, next);
+            self.cap_wmask(*off as usize);
         }
         self
+    }
+
+    /// MSI and MSI-X capabilities get the bits hardware lets software change (PCI Local Bus
+    /// 3.0 §6.8.1, §6.8.2); other capabilities stay read-only.
+    fn cap_wmask(&mut self, off: usize) {
+        match self.get8(off) {
+            0x05 => {
+                let ctl = self.get16(off + 2);
+                let (addr64, pvm) = (ctl & (1 << 7) != 0, ctl & (1 << 8) != 0);
+                // Enable and Multiple Message Enable.
+                self.mask16(off + 2, 0x0071);
+                self.mask32(off + 4, 0xffff_fffc);
+                let data = if addr64 {
+                    self.mask32(off + 8, u32::MAX);
+                    off + 0x0c
+                } else {
+                    off + 0x08
+                };
+                self.mask16(data, 0xffff);
+                if pvm {
+                    let vectors = 1u64 << ((ctl >> 1) & 7).min(5);
+                    self.mask32(data + 4, ((1u64 << vectors) - 1) as u32);
+                }
+            }
+            // Enable and Function Mask; the table size is read-only.
+            0x11 => self.mask16(off + 2, 0xc000),
+            _ => {}
+        }
     }
 
     /// Chains extended capabilities `(offset, id, version, body after the header)`.
@@ -219,6 +271,8 @@ pub struct Stats {
 pub struct FakeMachine {
     functions: BTreeMap<(u16, u8, u8, u8), FakeFunction>,
     pub stats: Stats,
+    /// Every config write to a present function, in order.
+    pub log: WriteLog,
 }
 
 impl FakeMachine {
@@ -246,6 +300,12 @@ impl FakeMachine {
         let Some(f) = self.functions.get_mut(&Self::key(bdf)) else {
             return;
         };
+        self.log.lock().push(FakeWrite::Config {
+            bdf,
+            off: off as u16,
+            len: len as u8,
+            value: v,
+        });
         let is_bar = (0x10..0x28).contains(&off) || off == 0x30;
         if is_bar && len == 4 && v & 0xffff_f800 == 0xffff_f800 {
             if f.read(0x04, 2) & 3 != 0 {
@@ -305,6 +365,134 @@ impl Shared {
     pub fn peek32(&self, bdf: Bdf, off: usize) -> u32 {
         self.0.lock().peek32(bdf, off)
     }
+    /// The machine's write log, to share with fake MMIO windows.
+    pub fn log(&self) -> WriteLog {
+        self.0.lock().log.clone()
+    }
+    /// Takes the writes logged so far.
+    pub fn take_writes(&self) -> Vec<FakeWrite> {
+        core::mem::take(&mut *self.log().lock())
+    }
+}
+
+/// A fake MMIO window (an MSI-X table, a PBA): little-endian bytes, writes logged into a
+/// shared [`WriteLog`]. Out-of-window or misaligned accesses read all-ones and drop writes,
+/// as `hal::Mmio` requires; `gone` makes the whole window behave so (a vanished function).
+pub struct FakeMmio {
+    name: &'static str,
+    mem: spin::Mutex<Vec<u8>>,
+    log: WriteLog,
+    pub gone: AtomicBool,
+}
+
+impl FakeMmio {
+    pub fn new(name: &'static str, len: usize, log: WriteLog) -> Self {
+        FakeMmio {
+            name,
+            mem: spin::Mutex::new(vec![0; len]),
+            log,
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// An MSI-X table of `entries`, each masked as after reset (§6.8.2.9).
+    pub fn msix_table(entries: u16, log: WriteLog) -> Self {
+        let t = FakeMmio::new("table", entries as usize * 16, log);
+        for e in 0..entries as usize {
+            t.poke32(e * 16 + 12, 1);
+        }
+        t
+    }
+
+    /// Sets a dword without logging (device-side state).
+    pub fn poke32(&self, off: usize, v: u32) {
+        if let Some(b) = self.mem.lock().get_mut(off..off + 4) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn peek32(&self, off: usize) -> u32 {
+        self.rd(off, 4) as u32
+    }
+
+    fn ok(&self, off: usize, size: usize) -> bool {
+        !self.gone.load(Ordering::Relaxed)
+            && off.is_multiple_of(size)
+            && off.checked_add(size).is_some_and(|e| e <= self.len())
+    }
+
+    fn rd(&self, off: usize, size: usize) -> u64 {
+        if !self.ok(off, size) {
+            return u64::MAX;
+        }
+        let mem = self.mem.lock();
+        (0..size).fold(0, |v, i| v | (mem[off + i] as u64) << (8 * i))
+    }
+
+    fn wr(&self, off: usize, size: usize, v: u64) {
+        if !self.ok(off, size) {
+            return;
+        }
+        self.log.lock().push(FakeWrite::Mmio {
+            window: self.name,
+            off,
+            value: v as u32,
+        });
+        let mut mem = self.mem.lock();
+        for i in 0..size {
+            mem[off + i] = (v >> (8 * i)) as u8;
+        }
+    }
+}
+
+impl Mmio for FakeMmio {
+    fn len(&self) -> usize {
+        self.mem.lock().len()
+    }
+    fn read8(&self, off: usize) -> u8 {
+        self.rd(off, 1) as u8
+    }
+    fn read16(&self, off: usize) -> u16 {
+        self.rd(off, 2) as u16
+    }
+    fn read32(&self, off: usize) -> u32 {
+        self.rd(off, 4) as u32
+    }
+    fn write8(&self, off: usize, v: u8) {
+        self.wr(off, 1, v as u64)
+    }
+    fn write16(&self, off: usize, v: u16) {
+        self.wr(off, 2, v as u64)
+    }
+    fn write32(&self, off: usize, v: u32) {
+        self.wr(off, 4, v as u64)
+    }
+}
+
+/// Bytes of an MSI capability (PCI Local Bus 3.0 §6.8.1) with Multiple Message Capable
+/// `mmc_log2`, disabled, address and data zero.
+pub fn msi_cap(addr64: bool, per_vector_mask: bool, mmc_log2: u8) -> Vec<u8> {
+    let ctl = (mmc_log2 as u16 & 7) << 1 | (addr64 as u16) << 7 | (per_vector_mask as u16) << 8;
+    let len = match (addr64, per_vector_mask) {
+        (false, false) => 0x0a,
+        (true, false) => 0x0e,
+        (false, true) => 0x14,
+        (true, true) => 0x18,
+    };
+    let mut v = vec![0u8; len];
+    v[0] = 0x05;
+    v[2..4].copy_from_slice(&ctl.to_le_bytes());
+    v
+}
+
+/// Bytes of an MSI-X capability (§6.8.2): `entries` table entries at BAR `table.0` + `table.1`,
+/// the PBA at BAR `pba.0` + `pba.1`; disabled.
+pub fn msix_cap(entries: u16, table: (u8, u32), pba: (u8, u32)) -> Vec<u8> {
+    let mut v = vec![0x11, 0];
+    v.extend_from_slice(&(entries.wrapping_sub(1) & 0x7ff).to_le_bytes());
+    v.extend_from_slice(&(table.1 | table.0 as u32).to_le_bytes());
+    v.extend_from_slice(&(pba.1 | pba.0 as u32).to_le_bytes());
+    v
 }
 
 /// Ports 0xCF8/0xCFC..0xCFF of the fake machine.

@@ -1,6 +1,6 @@
 //! PCI and PCIe for capmon: config-space access (legacy ports 0xCF8/0xCFC or ECAM from MCFG,
 //! switchable live), enumeration through bridges, BAR decoding and sizing, capability lists,
-//! and names for what it finds.
+//! MSI/MSI-X programming (`msi`), and names for what it finds.
 //!
 //! The kernel builds one [`Pci`] at boot from a `PortIo` and the MCFG windows; commands and
 //! drivers go through it. Drivers that keep their function's config space get a
@@ -16,6 +16,7 @@ pub mod enumerate;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod header;
+pub mod msi;
 pub mod names;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ pub use bdf::{Bdf, BdfError};
 pub use caps::{Cap, CapError, CapKind, CapList, ExtCap, ExtCapList, VirtioCap, VirtioCfgType};
 pub use enumerate::{Function, ScanProblem, Topology};
 pub use header::{Header, HeaderType};
+pub use msi::{MsiCap, MsiError, MsixEnabling, MsixEntry, MsixLayout, MsixRegion, MsixTable};
 
 use access::{Ecam, FunctionView};
 use alloc::sync::Arc;

@@ -5,13 +5,16 @@
 //! flight, and no request allocates. The device moves data straight to or from the caller's
 //! buffer when `Dma::dma_address` can name it; otherwise through a preallocated DMA bounce buffer
 //! (one slot per request in flight).
-use crate::completion::Completion;
+//!
+//! Completions arrive as the [`Wakeup`] says: MSI-X, INTx (the waiter reads ISR after each
+//! wakeup to deassert the line) or polling. A device reset unmaps its MSI-X vectors, so every
+//! (re)initialisation sets them again.
 use crate::features::blk as f;
+use crate::irq::Wakeup;
 use crate::monitor::VirtioMonitor;
-use crate::pci::VirtioPci;
+use crate::pci::{VirtioPci, VIRTIO_MSI_NO_VECTOR};
 use crate::queue::{Segment, SplitVirtqueue};
 use crate::{DmaRegion, VirtioError};
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use capmon_block::{check_request, BlkError, BlkInfo, BlockDevice};
@@ -78,7 +81,7 @@ enum Data<'a> {
 pub struct VirtioBlk {
     transport: VirtioPci,
     queue: SplitVirtqueue,
-    completion: Box<dyn Completion>,
+    wakeup: Wakeup,
     dma: &'static (dyn Dma + Sync),
     bounce: DmaRegion,
     headers: DmaRegion,
@@ -114,39 +117,49 @@ impl VirtioBlk {
     pub fn new(
         transport: VirtioPci,
         dma: &'static (dyn Dma + Sync),
-        completion: Box<dyn Completion>,
+        wakeup: Wakeup,
     ) -> Result<Self, VirtioError> {
-        match Self::start(transport, dma, completion) {
-            Ok(mut blk) => {
-                blk.serial = blk.read_serial();
-                log::info!(
-                    "virtio-blk: {} sectors of {} bytes{}{}, requests up to {} bytes, {} in flight",
-                    blk.capacity,
-                    blk.sector_size,
-                    if blk.read_only { ", read-only" } else { "" },
-                    if blk.has_flush { ", flush" } else { "" },
-                    blk.max_request,
-                    blk.slots
-                );
-                Ok(blk)
-            }
-            Err((t, e)) => {
-                if !matches!(
-                    e,
-                    VirtioError::FeaturesRefused { .. } | VirtioError::NoVersion1
-                ) {
-                    let _ = t.reset();
-                }
-                t.fail(e.clone());
-                Err(e)
-            }
+        Self::try_new(transport, dma, wakeup).map_err(|(t, e)| Self::give_up(t, e))
+    }
+
+    /// As `new`, but a failure hands the transport back untouched, so the caller can retry
+    /// with another wakeup (after a refused MSI-X vector) or give up.
+    pub(crate) fn try_new(
+        transport: VirtioPci,
+        dma: &'static (dyn Dma + Sync),
+        wakeup: Wakeup,
+    ) -> Result<Self, (VirtioPci, VirtioError)> {
+        let mut blk = Self::start(transport, dma, wakeup)?;
+        blk.serial = blk.read_serial();
+        log::info!(
+            "virtio-blk: {} sectors of {} bytes{}{}, requests up to {} bytes, {} in flight",
+            blk.capacity,
+            blk.sector_size,
+            if blk.read_only { ", read-only" } else { "" },
+            if blk.has_flush { ", flush" } else { "" },
+            blk.max_request,
+            blk.slots
+        );
+        Ok(blk)
+    }
+
+    /// Leaves a device that could not be brought up reset (unless it refused features, which
+    /// stays visible) and FAILED, with the reason in the monitor.
+    pub(crate) fn give_up(t: VirtioPci, e: VirtioError) -> VirtioError {
+        if !matches!(
+            e,
+            VirtioError::FeaturesRefused { .. } | VirtioError::NoVersion1
+        ) {
+            let _ = t.reset();
         }
+        t.fail(e.clone());
+        e
     }
 
     fn start(
         mut transport: VirtioPci,
         dma: &'static (dyn Dma + Sync),
-        completion: Box<dyn Completion>,
+        mut wakeup: Wakeup,
     ) -> Result<Self, (VirtioPci, VirtioError)> {
         macro_rules! tri {
             ($e:expr) => {
@@ -159,8 +172,8 @@ impl VirtioBlk {
         let accepted = tri!(transport.negotiate(UNDERSTOOD));
         let geo = tri!(read_geometry(&transport, accepted));
         let (bounce, slot_bytes, headers) = tri!(alloc_buffers(dma, geo.sector_size));
-        let mut queue = tri!(transport.setup_queue(0, QUEUE_SIZE, dma));
-        queue.set_interrupts(completion.wants_interrupts());
+        let mut queue = tri!(transport.setup_queue(0, QUEUE_SIZE, dma, wakeup.queue_entry));
+        queue.set_interrupts(wakeup.completion.wants_interrupts());
         // Dropping `queue` on error is safe: before DRIVER_OK the device uses no buffers (§3.1.1).
         let (max_segment, max_request, slots) = tri!(request_limits(
             &geo,
@@ -168,12 +181,12 @@ impl VirtioBlk {
             bounce.len() / slot_bytes,
             queue.size()
         ));
-        transport.disable_config_vector();
+        map_config_vector(&transport, &mut wakeup);
         transport.driver_ok();
         Ok(VirtioBlk {
             transport,
             queue,
-            completion,
+            wakeup,
             dma,
             bounce,
             headers,
@@ -190,6 +203,11 @@ impl VirtioBlk {
             timeout_ns: DEFAULT_TIMEOUT_NS,
             dead: None,
         })
+    }
+
+    /// How completions reach this driver.
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
     }
 
     /// The record the `virtio` command shows.
@@ -427,11 +445,17 @@ impl VirtioBlk {
 
     /// Waits for the device to use one chain.
     fn wait_one(&mut self) -> Result<(u16, u32), BlkError> {
-        let queue = &self.queue;
-        if !self
-            .completion
-            .wait(self.timeout_ns, &mut || queue.has_used())
-        {
+        let (queue, transport) = (&self.queue, &self.transport);
+        let read_isr = self.wakeup.read_isr;
+        let done = &mut || {
+            // INTx: reading ISR is what deasserts the line (§4.1.4.5), so the waiter does it on
+            // every wakeup; with MSI-X the driver must not (it would race other queues).
+            if read_isr {
+                transport.isr();
+            }
+            queue.has_used()
+        };
+        if !self.wakeup.completion.wait(self.timeout_ns, done) {
             return Err(self.die(VirtioError::Timeout));
         }
         match self.queue.pop_used() {
@@ -515,17 +539,18 @@ impl VirtioBlk {
             return Err(again(e));
         }
         // The device is reset, so the old queue's memory may go once the new queue replaces it.
+        // The reset unmapped the MSI-X vectors (§4.1.5.1.2): set them again.
         let mut queue = self
             .transport
-            .setup_queue(0, QUEUE_SIZE, self.dma)
+            .setup_queue(0, QUEUE_SIZE, self.dma, self.wakeup.queue_entry)
             .map_err(again)?;
         if queue.size() < self.queue.size() {
             let _ = self.transport.reset();
             return Err(again(VirtioError::BadConfig("queue shrank")));
         }
-        queue.set_interrupts(self.completion.wants_interrupts());
+        queue.set_interrupts(self.wakeup.completion.wants_interrupts());
         self.queue = queue;
-        self.transport.disable_config_vector();
+        map_config_vector(&self.transport, &mut self.wakeup);
         self.transport.driver_ok();
         self.dead = None;
         log::info!("virtio-blk: device re-initialised after '{}'", why);
@@ -535,9 +560,28 @@ impl VirtioBlk {
 
 impl Drop for VirtioBlk {
     fn drop(&mut self) {
-        // Stop the device before the queue and buffers return to the allocator.
+        // Stop the device before the queue and buffers return to the allocator, and before
+        // the wakeup masks its MSI-X entries and frees its vectors.
         let _ = self.transport.reset();
     }
+}
+
+/// Maps configuration changes to the wakeup's config entry. A refusal is not fatal: the
+/// device still works, only config changes go unsignalled; the entry is masked and its vector
+/// freed. Also records the wakeup's vectors in the monitor.
+fn map_config_vector(t: &VirtioPci, wakeup: &mut Wakeup) {
+    if let Err(e) = t.set_config_vector(wakeup.config_entry) {
+        log::warn!(
+            "virtio-blk: {}; configuration changes will not interrupt",
+            e
+        );
+        wakeup.drop_config_vector(e);
+        let _ = t.set_config_vector(VIRTIO_MSI_NO_VECTOR);
+    }
+    let m = t.monitor();
+    m.set_completion(wakeup.mechanism());
+    m.set_config_irq(wakeup.config_vector());
+    m.set_queue_irq(0, wakeup.queue_vector());
 }
 
 fn read_geometry(t: &VirtioPci, accepted: u64) -> Result<Geometry, VirtioError> {

@@ -5,10 +5,19 @@
 //! DMA memory is ordinary heap memory whose "physical" address is its virtual address; the
 //! device checks that every address the driver hands it lies inside a live allocation, or inside
 //! a caller's buffer that `FakeDma::dma_address` named (when `direct` is on).
+//!
+//! The function also has an MSI-X capability with a 2-entry table in a 32-bit BAR1 (as QEMU's
+//! virtio-blk-pci), an INTA pin, and [`FakeIrq`], a fake interrupt layer: when the driver wants
+//! interrupts the device completes only when the driver waits (`FakeIrq::wait_for`), and then
+//! signals through the MSI-X entry it was given, or the INTx line while ISR is set.
 use crate::features::{self, blk as bf};
 use crate::monitor::DeviceStatus;
-use crate::pci::{BarMapper, MmioBox};
-use capmon_hal::{Clock, Dma, DmaBuf, Mmio, PciConfig};
+use crate::pci::{BarMapper, MmioBox, VIRTIO_MSI_NO_VECTOR};
+use capmon_hal::{
+    Clock, Dma, DmaBuf, Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, Mmio, MsiMessage,
+    PciConfig,
+};
+use capmon_pci::Bdf;
 use std::alloc::Layout;
 use std::boxed::Box;
 use std::string::String;
@@ -29,6 +38,18 @@ const NOTIFY_MULTIPLIER: u32 = 4;
 const QUEUE0_NOTIFY_OFF: u16 = 1;
 /// Offset of the last capability in the fake's list.
 pub const LAST_CAP: u16 = 0x88;
+/// Where the fake places BAR1 (32-bit memory BAR): the MSI-X table at 0, the PBA at 0x800.
+pub const MSIX_BAR_BASE: u64 = 0xfebf_1000;
+const MSIX_BAR_LEN: u64 = 0x1000;
+const MSIX_PBA: usize = 0x800;
+/// The fake's MSI-X table size (as QEMU: one vector per queue plus one for config).
+pub const MSIX_ENTRIES: usize = 2;
+/// Offset of the MSI-X capability.
+pub const MSIX_CAP: u16 = 0x40;
+/// Where the fake PCI address of the function.
+pub fn fake_bdf() -> Bdf {
+    Bdf::new(0, 0, 3, 0).expect("valid BDF")
+}
 
 /// Heap memory standing in for DMA memory.
 #[derive(Default)]
@@ -141,26 +162,33 @@ impl Clock for FakeClock {
 }
 
 /// 256 bytes of config space of a modern virtio-blk function (device ID 0x1042): an MSI-X
-/// capability, then common, notify, ISR and device capabilities, all in BAR4.
+/// capability, then common, notify, ISR and device capabilities, all in BAR4. Writable: the
+/// command register and the MSI-X Enable and Function Mask bits. Clones share the space.
+#[derive(Clone)]
 pub struct FakePciConfig {
-    space: Mutex<[u8; 256]>,
-    status_writes: AtomicU32,
+    space: Arc<Mutex<[u8; 256]>>,
+    status_writes: Arc<AtomicU32>,
 }
 
 impl FakePciConfig {
     pub fn virtio_blk() -> Self {
         let c = FakePciConfig {
-            space: Mutex::new([0; 256]),
-            status_writes: AtomicU32::new(0),
+            space: Arc::new(Mutex::new([0; 256])),
+            status_writes: Arc::new(AtomicU32::new(0)),
         };
         c.poke32(0x00, 0x1042_1af4);
         c.poke32(0x04, 0x0010_0000); // status: capability list
         c.poke32(0x08, 0x0100_0000); // class: mass storage
+        c.poke32(0x14, MSIX_BAR_BASE as u32); // BAR1: 32-bit memory
         c.poke32(0x20, BAR_BASE as u32 | 0x4); // BAR4: 64-bit memory
         c.poke32(0x24, (BAR_BASE >> 32) as u32);
         c.poke32(0x2c, 0x0002_1af4); // subsystem: virtio type 2
         c.poke8(0x34, 0x40);
-        c.poke32(0x40, 0x0000_5011); // MSI-X, next 0x50
+        c.poke32(0x3c, 0x0000_010b); // INTA, line 11
+                                     // MSI-X, next 0x50, table size 2; table BAR1+0, PBA BAR1+0x800.
+        c.poke32(MSIX_CAP, 0x0001_5011);
+        c.poke32(MSIX_CAP + 4, 1);
+        c.poke32(MSIX_CAP + 8, MSIX_PBA as u32 | 1);
         c.vendor_cap(0x50, 0x60, 1, REGION_COMMON, None);
         c.vendor_cap(0x60, 0x78, 2, REGION_NOTIFY, Some(NOTIFY_MULTIPLIER));
         c.vendor_cap(0x78, LAST_CAP as u8, 3, REGION_ISR, None);
@@ -199,6 +227,15 @@ impl FakePciConfig {
     pub fn writes_to_status(&self) -> u32 {
         self.status_writes.load(Ordering::Relaxed)
     }
+
+    pub fn command(&self) -> u16 {
+        self.read16(0x04)
+    }
+
+    /// MSI-X Message Control.
+    pub fn msix_control(&self) -> u16 {
+        self.read16(MSIX_CAP + 2)
+    }
 }
 
 impl PciConfig for FakePciConfig {
@@ -222,6 +259,11 @@ impl PciConfig for FakePciConfig {
                     0x04,
                     (old & 0xffff_0000 & !(v & 0xffff_0000)) | (v & 0xffff),
                 );
+            }
+            // MSI-X Enable and Function Mask (PCI Local Bus 3.0 §6.8.2.3); the rest is RO.
+            MSIX_CAP => {
+                let old = self.read32(MSIX_CAP);
+                self.poke32(MSIX_CAP, (old & !0xc000_0000) | (v & 0xc000_0000));
             }
             // The driver must not size BARs or write anything else.
             _ => panic!("FakePciConfig: unexpected write of {:#x} at {:#x}", v, off),
@@ -247,6 +289,11 @@ pub struct BlkConfig {
     pub reverse: bool,
     /// Requests touching this 512-byte unit fail with IOERR.
     pub bad_unit: Option<u64>,
+    /// Answer NO_VECTOR when the driver maps configuration changes / queue 0 to a vector.
+    pub refuse_config_vector: bool,
+    pub refuse_queue_vector: bool,
+    /// The MSI-X table reads all-ones and drops writes.
+    pub msix_broken: bool,
 }
 
 impl Default for BlkConfig {
@@ -263,6 +310,9 @@ impl Default for BlkConfig {
             complete: true,
             reverse: false,
             bad_unit: None,
+            refuse_config_vector: false,
+            refuse_queue_vector: false,
+            msix_broken: false,
         }
     }
 }
@@ -309,6 +359,14 @@ pub struct FakeBlkDevice {
     pub violations: Vec<String>,
     /// Most chains outstanding at once.
     pub max_outstanding: usize,
+    /// MSI-X table entries: address low, address high, data, vector control.
+    pub msix_table: [[u32; 4]; MSIX_ENTRIES],
+    /// Pending bits of entries that fired while masked.
+    pub msix_pending: u64,
+    /// A doorbell rang while the driver wants interrupts: the work waits for `run`.
+    deferred: bool,
+    /// Reads of the ISR status (each one deasserts INTx).
+    pub isr_reads: u64,
 }
 
 impl FakeBlkDevice {
@@ -318,7 +376,7 @@ impl FakeBlkDevice {
             .collect();
         let q = Queue {
             size: cfg.queue_max,
-            msix: 0,
+            msix: VIRTIO_MSI_NO_VECTOR,
             ..Default::default()
         };
         FakeBlkDevice {
@@ -329,7 +387,7 @@ impl FakeBlkDevice {
             gfsel: 0,
             driver_features: 0,
             status: 0,
-            config_msix: 0,
+            config_msix: VIRTIO_MSI_NO_VECTOR,
             qsel: 0,
             q,
             isr: 0,
@@ -337,6 +395,78 @@ impl FakeBlkDevice {
             notifies: 0,
             violations: Vec::new(),
             max_outstanding: 0,
+            msix_table: [[0, 0, 0, 1]; MSIX_ENTRIES],
+            msix_pending: 0,
+            deferred: false,
+            isr_reads: 0,
+        }
+    }
+
+    /// The vector the device maps configuration changes to (NO_VECTOR: none).
+    pub fn config_vector(&self) -> u16 {
+        self.config_msix
+    }
+
+    /// The vector the device maps queue 0 to.
+    pub fn queue_vector(&self) -> u16 {
+        self.q.msix
+    }
+
+    /// The ISR status, without reading (and clearing) it.
+    pub fn isr_status(&self) -> u8 {
+        self.isr
+    }
+
+    /// Does the work a doorbell left for later; returns the vector of queue 0 if it
+    /// completed anything (the device then interrupts).
+    pub fn run(&mut self) -> Option<u16> {
+        if !core::mem::take(&mut self.deferred) || !self.cfg.complete {
+            return None;
+        }
+        self.process();
+        Some(self.q.msix)
+    }
+
+    /// The device configuration changed (§4.1.4.5 bit 1); returns the config vector.
+    pub fn config_change(&mut self) -> u16 {
+        self.isr |= 2;
+        self.config_msix
+    }
+
+    /// Whether the driver left VIRTQ_AVAIL_F_NO_INTERRUPT clear.
+    fn driver_wants_interrupts(&mut self) -> bool {
+        let flags = self.read16(self.q.driver);
+        flags & 1 == 0
+    }
+
+    fn msix_read(&self, off: usize) -> u64 {
+        if self.cfg.msix_broken {
+            return u64::MAX;
+        }
+        match off {
+            o if o < MSIX_ENTRIES * 16 => self.msix_table[o / 16][(o % 16) / 4] as u64,
+            MSIX_PBA => self.msix_pending & 0xffff_ffff,
+            o if o == MSIX_PBA + 4 => self.msix_pending >> 32,
+            _ => 0,
+        }
+    }
+
+    fn msix_write(&mut self, off: usize, v: u64) {
+        if self.cfg.msix_broken {
+            return;
+        }
+        match off {
+            o if o < MSIX_ENTRIES * 16 => {
+                let (e, r) = (o / 16, (o % 16) / 4);
+                // Vector Control: only the Mask bit is implemented.
+                let v = if r == 3 { v as u32 & 1 } else { v as u32 };
+                self.msix_table[e][r] = v;
+            }
+            _ => self.violation(std::format!(
+                "write of {:#x} at MSI-X BAR offset {:#x}",
+                v,
+                off
+            )),
         }
     }
 
@@ -355,11 +485,25 @@ impl FakeBlkDevice {
     fn reset(&mut self) {
         self.status = 0;
         self.driver_features = 0;
+        // Every event unmapped on reset (virtio 1.2 §4.1.5.1.2).
         self.q = Queue {
             size: self.cfg.queue_max,
+            msix: VIRTIO_MSI_NO_VECTOR,
             ..Default::default()
         };
+        self.config_msix = VIRTIO_MSI_NO_VECTOR;
         self.isr = 0;
+        self.deferred = false;
+    }
+
+    /// Maps an event to MSI-X entry `v` if the device can: NO_VECTOR reads back otherwise.
+    fn map_vector(&self, v: u64, refuse: bool) -> u16 {
+        let v = v as u16;
+        if v == VIRTIO_MSI_NO_VECTOR || (!refuse && (v as usize) < MSIX_ENTRIES) {
+            v
+        } else {
+            VIRTIO_MSI_NO_VECTOR
+        }
     }
 
     fn config_bytes(&self) -> [u8; 0x40] {
@@ -376,7 +520,10 @@ impl FakeBlkDevice {
         let (region, off) = (abs & !0xfff, (abs & 0xfff) as usize);
         match region {
             REGION_COMMON => self.common_read(off),
-            REGION_ISR => core::mem::take(&mut self.isr) as u64,
+            REGION_ISR => {
+                self.isr_reads += 1;
+                core::mem::take(&mut self.isr) as u64
+            }
             REGION_DEVICE => {
                 let c = self.config_bytes();
                 let mut v = 0u64;
@@ -434,7 +581,11 @@ impl FakeBlkDevice {
                 if self.status & DeviceStatus::DRIVER_OK == 0 || !self.q.enabled {
                     self.violation(String::from("doorbell before DRIVER_OK"));
                 } else if self.cfg.complete {
-                    self.process();
+                    if self.driver_wants_interrupts() {
+                        self.deferred = true;
+                    } else {
+                        self.process();
+                    }
                 }
             }
             _ => self.violation(std::format!("write at BAR offset {:#x}", abs)),
@@ -463,7 +614,7 @@ impl FakeBlkDevice {
                     _ => {}
                 }
             }
-            0x10 => self.config_msix = v as u16,
+            0x10 => self.config_msix = self.map_vector(v, self.cfg.refuse_config_vector),
             0x14 => self.status_write(v as u8),
             0x16 => self.qsel = v as u16,
             0x18 if q_writable => {
@@ -473,7 +624,7 @@ impl FakeBlkDevice {
                 }
                 self.q.size = s;
             }
-            0x1a if self.qsel == 0 => self.q.msix = v as u16,
+            0x1a if q_writable => self.q.msix = self.map_vector(v, self.cfg.refuse_queue_vector),
             0x1c if q_writable => {
                 if v != 1 {
                     self.violation(String::from("queue_enable written with 0"));
@@ -600,7 +751,7 @@ impl FakeBlkDevice {
             let idx = self.q.used_idx.to_le_bytes();
             self.mem_write(self.q.device + 2, &idx);
         }
-        self.isr = 1;
+        self.isr |= 1;
     }
 
     /// Executes one request chain; returns the bytes written into device-writable buffers.
@@ -712,9 +863,11 @@ impl FakeBlkDevice {
     }
 }
 
-/// A register window onto the fake BAR.
+/// A register window onto one of the fake BARs.
 struct FakeWindow {
     dev: Arc<Mutex<FakeBlkDevice>>,
+    /// 1: the MSI-X BAR; 4: the virtio structures.
+    bar: u8,
     base: u64,
     len: usize,
 }
@@ -727,11 +880,21 @@ impl FakeWindow {
         if !self.ok(off, size) {
             return u64::MAX;
         }
-        self.dev.lock().unwrap().read(self.base + off as u64, size)
+        let mut d = self.dev.lock().unwrap();
+        let at = self.base + off as u64;
+        match self.bar {
+            1 => d.msix_read(at as usize),
+            _ => d.read(at, size),
+        }
     }
     fn wr(&self, off: usize, size: usize, v: u64) {
         if self.ok(off, size) {
-            self.dev.lock().unwrap().write(self.base + off as u64, v);
+            let mut d = self.dev.lock().unwrap();
+            let at = self.base + off as u64;
+            match self.bar {
+                1 => d.msix_write(at as usize, v),
+                _ => d.write(at, v),
+            }
         }
     }
 }
@@ -760,7 +923,7 @@ impl Mmio for FakeWindow {
     }
 }
 
-/// Maps windows of the fake BAR4.
+/// Maps windows of the fake BAR1 (MSI-X) and BAR4 (virtio structures).
 pub struct FakeMapper {
     dev: Arc<Mutex<FakeBlkDevice>>,
 }
@@ -775,14 +938,201 @@ impl FakeMapper {
 impl BarMapper for FakeMapper {
     fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox> {
         let end = phys.checked_add(len as u64)?;
-        if phys < BAR_BASE || end > BAR_BASE + BAR_LEN {
-            return None;
-        }
+        let (bar, base) = [(1, MSIX_BAR_BASE, MSIX_BAR_LEN), (4, BAR_BASE, BAR_LEN)]
+            .into_iter()
+            .find(|(_, b, l)| phys >= *b && end <= b + l)
+            .map(|(bar, b, _)| (bar, phys - b))?;
         Some(Box::new(FakeWindow {
             dev: self.dev.clone(),
-            base: phys - BAR_BASE,
+            bar,
+            base,
             len,
         }))
+    }
+}
+
+/// The vector `FakeIrq` gives an INTx line.
+pub const INTX_VECTOR: u8 = 0x24;
+/// The first vector `FakeIrq` gives for MSI-X; the next ones follow.
+pub const MSI_VECTOR_BASE: u8 = 0x30;
+const MSI_VECTORS: usize = 8;
+/// Where MSI messages go on x86 (Intel SDM Vol. 3A §11.11.1): APIC ID 0, fixed delivery.
+const MSI_ADDRESS: u64 = 0xfee0_0000;
+
+/// What the fake interrupt layer handed out and saw.
+#[derive(Debug, Default)]
+pub struct IrqState {
+    /// MSI vectors `alloc_msi` may still hand out.
+    pub msi_left: usize,
+    /// Whether `alloc_intx` knows the function's INTx route.
+    pub intx_routed: bool,
+    /// Vectors handed out and not freed: owner, label, vector, message.
+    pub live: Vec<(IrqOwner, String, u8, MsiMessage)>,
+    /// Vectors freed, in order.
+    pub freed: Vec<u8>,
+    next: usize,
+    /// MSI-X messages the device sent that match no live vector.
+    pub stray: Vec<MsiMessage>,
+    /// Messages held back by a mask, per entry.
+    pub masked: u64,
+}
+
+/// A fake interrupt layer for one [`FakeBlk`]. Its `wait_for` is where the device works: it
+/// runs the requests the device deferred and delivers the interrupt the device raises: with
+/// MSI-X on, the message in the table entry the device was told to use (matched to a live
+/// vector, or recorded as stray; held back while masked); with MSI-X off, the INTx line,
+/// level-triggered: it fires on every wait while ISR is set and INTx is not disabled.
+pub struct FakeIrq {
+    dev: Arc<Mutex<FakeBlkDevice>>,
+    cfg: FakePciConfig,
+    /// Events of vectors MSI_VECTOR_BASE.., then the INTx one.
+    events: &'static [IrqEvent; MSI_VECTORS + 1],
+    pub state: Mutex<IrqState>,
+}
+
+impl FakeIrq {
+    /// An interrupt layer with `msi` MSI vectors to give and, if `intx`, the INTx route.
+    pub fn leaked(blk: &FakeBlk, msi: usize, intx: bool) -> &'static FakeIrq {
+        let events = Box::leak(Box::new([const { IrqEvent::new() }; MSI_VECTORS + 1]));
+        Box::leak(Box::new(FakeIrq {
+            dev: blk.dev.clone(),
+            cfg: blk.cfg.clone(),
+            events,
+            state: Mutex::new(IrqState {
+                msi_left: msi,
+                intx_routed: intx,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    /// The event of `vector`.
+    pub fn event(&self, vector: u8) -> &'static IrqEvent {
+        let events: &'static [IrqEvent; MSI_VECTORS + 1] = self.events;
+        match vector {
+            INTX_VECTOR => &events[MSI_VECTORS],
+            v => &events[(v.wrapping_sub(MSI_VECTOR_BASE) as usize).min(MSI_VECTORS)],
+        }
+    }
+
+    /// Vectors handed out and not freed.
+    pub fn live(&self) -> Vec<u8> {
+        self.state
+            .lock()
+            .unwrap()
+            .live
+            .iter()
+            .map(|l| l.2)
+            .collect()
+    }
+
+    /// The device changes its configuration and interrupts for it.
+    pub fn config_change(&self) {
+        let entry = self.dev.lock().unwrap().config_change();
+        self.raise(Some(entry));
+    }
+
+    fn raise(&self, entry: Option<u16>) {
+        if self.cfg.msix_control() & 0x8000 != 0 {
+            if let Some(e) = entry {
+                self.send_msix(e);
+            }
+            return;
+        }
+        let asserted = self.dev.lock().unwrap().isr_status() != 0;
+        let intx_on = self.cfg.command() & (1 << 10) == 0;
+        let routed = self.live().contains(&INTX_VECTOR);
+        if asserted && intx_on && routed {
+            self.event(INTX_VECTOR).signal();
+        }
+    }
+
+    fn send_msix(&self, entry: u16) {
+        if entry == VIRTIO_MSI_NO_VECTOR {
+            return;
+        }
+        let mut d = self.dev.lock().unwrap();
+        let Some(e) = d.msix_table.get(entry as usize).copied() else {
+            d.violation(std::format!("interrupt on MSI-X entry {}", entry));
+            return;
+        };
+        let function_masked = self.cfg.msix_control() & 0x4000 != 0;
+        if function_masked || e[3] & 1 != 0 {
+            d.msix_pending |= 1 << entry;
+            self.state.lock().unwrap().masked += 1;
+            return;
+        }
+        drop(d);
+        let msg = MsiMessage {
+            address: (e[1] as u64) << 32 | e[0] as u64,
+            data: e[2],
+        };
+        let mut st = self.state.lock().unwrap();
+        match st.live.iter().find(|l| l.3 == msg).map(|l| l.2) {
+            Some(v) => self.event(v).signal(),
+            None => st.stray.push(msg),
+        }
+    }
+}
+
+impl Interrupts for FakeIrq {
+    fn alloc_msi(&self, owner: IrqOwner, _: Mechanism, label: &str) -> Option<IrqVector> {
+        let mut st = self.state.lock().unwrap();
+        if st.msi_left == 0 || st.next >= MSI_VECTORS {
+            return None;
+        }
+        st.msi_left -= 1;
+        let vector = MSI_VECTOR_BASE + st.next as u8;
+        st.next += 1;
+        let message = MsiMessage {
+            address: MSI_ADDRESS,
+            data: vector as u32,
+        };
+        st.live.push((owner, String::from(label), vector, message));
+        Some(IrqVector {
+            vector,
+            apic_id: 0,
+            message,
+            event: self.event(vector),
+        })
+    }
+
+    fn alloc_intx(&self, owner: IrqOwner, pin: u8, label: &str) -> Option<IrqVector> {
+        let mut st = self.state.lock().unwrap();
+        if !st.intx_routed || pin != 1 {
+            return None;
+        }
+        let message = MsiMessage {
+            address: 0,
+            data: 0,
+        };
+        st.live
+            .push((owner, String::from(label), INTX_VECTOR, message));
+        Some(IrqVector {
+            vector: INTX_VECTOR,
+            apic_id: 0,
+            message,
+            event: self.event(INTX_VECTOR),
+        })
+    }
+
+    fn free(&self, v: &IrqVector) {
+        let mut st = self.state.lock().unwrap();
+        match st.live.iter().position(|l| l.2 == v.vector) {
+            Some(i) => {
+                st.live.remove(i);
+                st.freed.push(v.vector);
+            }
+            None => panic!("FakeIrq: free of vector {:#x} not handed out", v.vector),
+        }
+    }
+
+    fn wait_for(&self, event: &IrqEvent, seen: u64) {
+        if event.count() != seen {
+            return;
+        }
+        let entry = self.dev.lock().unwrap().run();
+        self.raise(entry);
     }
 }
 
@@ -808,14 +1158,27 @@ impl FakeBlk {
         }
     }
 
-    /// Probes the fake function as the kernel would.
+    /// Probes the fake function as the kernel would, without an interrupt layer.
     pub fn probe(&self) -> crate::Probed {
-        crate::probe(&self.cfg, &self.mapper, self.dma, self.clock)
-            .expect("fake is a virtio function")
+        self.probe_with(None)
     }
 
+    /// Probes the fake function as the kernel would, at [`fake_bdf`].
+    pub fn probe_with(&self, irq: Option<&'static dyn Interrupts>) -> crate::Probed {
+        crate::probe(
+            fake_bdf(),
+            &self.cfg,
+            &self.mapper,
+            self.dma,
+            self.clock,
+            irq,
+        )
+        .expect("fake is a virtio function")
+    }
+
+    /// A polling driver, built directly on the transport.
     pub fn driver(&self) -> Result<crate::VirtioBlk, crate::VirtioError> {
         let t = crate::VirtioPci::new(&self.cfg, &self.mapper)?;
-        crate::VirtioBlk::new(t, self.dma, Box::new(crate::Polling::new(self.clock)))
+        crate::VirtioBlk::new(t, self.dma, crate::Wakeup::polling(self.clock))
     }
 }

@@ -1,9 +1,10 @@
 //! Virtio 1.x devices over PCI: the modern transport (virtio 1.2 §4.1), split virtqueues
 //! (§2.7) in memory from `hal::Dma`, and the virtio-blk driver (§5.2).
 //!
-//! The kernel hands [`probe`] a function's config space, a way to map BAR windows, the DMA
-//! allocator and a clock; it gets back a [`VirtioMonitor`] (what the `virtio` command shows) and,
-//! for a block device, a [`VirtioBlk`] implementing `capmon_block::BlockDevice`.
+//! The kernel hands [`probe`] a function's address and config space, a way to map BAR windows,
+//! the DMA allocator, a clock and (when it has one) its interrupt layer; it gets back a
+//! [`VirtioMonitor`] (what the `virtio` command shows) and, for a block device, a [`VirtioBlk`]
+//! implementing `capmon_block::BlockDevice`, completing by MSI-X, INTx or polling ([`irq`]).
 #![no_std]
 extern crate alloc;
 #[cfg(any(test, feature = "fake"))]
@@ -14,18 +15,20 @@ pub mod completion;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod features;
+pub mod irq;
 pub mod monitor;
 pub mod pci;
 pub mod queue;
 
 pub use blk::VirtioBlk;
 pub use completion::{Completion, Polling};
-pub use monitor::{DeviceStatus, QueueReport, Report, VirtioMonitor};
-pub use pci::{BarMapper, MmioBox, PhysMapBars, VirtioPci};
+pub use irq::Wakeup;
+pub use monitor::{DeviceStatus, QueueReport, Report, VectorReport, VirtioMonitor};
+pub use pci::{BarMapper, MmioBox, PhysMapBars, VirtioPci, VIRTIO_MSI_NO_VECTOR};
 pub use queue::SplitVirtqueue;
 
-use alloc::boxed::Box;
-use capmon_hal::{Clock, Dma, DmaBuf, PciConfig};
+use capmon_hal::{Clock, Dma, DmaBuf, Interrupts, PciConfig};
+use capmon_pci::Bdf;
 
 /// PCI vendor ID of every virtio function (virtio 1.2 §4.1.2).
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
@@ -146,6 +149,9 @@ pub enum VirtioError {
     DeviceBug(&'static str),
     /// The device type has no driver in capmon yet.
     NoDriver,
+    /// The device could not map an event to an MSI-X table entry: it read back NO_VECTOR
+    /// (§4.1.5.1.2). `queue` is `None` for configuration changes.
+    VectorRefused { queue: Option<u16>, entry: u16 },
 }
 
 impl core::fmt::Display for VirtioError {
@@ -182,6 +188,15 @@ impl core::fmt::Display for VirtioError {
                 write!(f, "device broke the virtqueue protocol: {}", what)
             }
             VirtioError::NoDriver => f.write_str("no driver for this device type"),
+            VirtioError::VectorRefused {
+                queue: Some(q),
+                entry,
+            } => write!(f, "device refused MSI-X entry {} for queue {}", entry, q),
+            VirtioError::VectorRefused { queue: None, entry } => write!(
+                f,
+                "device refused MSI-X entry {} for configuration changes",
+                entry
+            ),
         }
     }
 }
@@ -247,20 +262,24 @@ pub enum Driver {
     Blk(VirtioBlk),
 }
 
-/// Identifies, initialises and binds a driver to one PCI function. `None` if the function is not
-/// a virtio device. Failures are logged and recorded in the returned monitor (status FAILED or a
-/// problem such as "legacy-only"), never panics.
+/// Identifies, initialises and binds a driver to one PCI function `bdf`. `None` if the
+/// function is not a virtio device. With `irq`, a block device completes by MSI-X, else INTx,
+/// else polling ([`irq`] says how and logs which); without, by polling. Failures are logged
+/// and recorded in the returned monitor (status FAILED or a problem such as "legacy-only"),
+/// never panics.
 pub fn probe(
+    bdf: Bdf,
     cfg: &dyn PciConfig,
     bars: &dyn BarMapper,
     dma: &'static (dyn Dma + Sync),
     clock: &'static (dyn Clock + Sync),
+    irq: Option<&'static dyn Interrupts>,
 ) -> Option<Probed> {
     let ty = identify(cfg)?;
     let transport = match VirtioPci::new(cfg, bars) {
         Ok(t) => t,
         Err(e) => {
-            log::warn!("{}: {}", ty, e);
+            log::warn!("{} {}: {}", ty, bdf, e);
             return Some(Probed {
                 monitor: VirtioMonitor::failed(ty, e),
                 driver: None,
@@ -269,15 +288,25 @@ pub fn probe(
     };
     let monitor = transport.monitor();
     let driver = match ty {
-        DeviceType::Block => match VirtioBlk::new(transport, dma, Box::new(Polling::new(clock))) {
-            Ok(b) => Some(Driver::Blk(b)),
-            Err(e) => {
-                log::warn!("virtio-blk: {}", e);
-                None
+        DeviceType::Block => {
+            let f = irq::Function {
+                bdf,
+                cfg,
+                bars,
+                dma,
+                clock,
+                irq,
+            };
+            match irq::bind_blk(&f, transport) {
+                Ok(b) => Some(Driver::Blk(b)),
+                Err(e) => {
+                    log::warn!("virtio-blk {}: {}", bdf, e);
+                    None
+                }
             }
-        },
+        }
         _ => {
-            log::info!("{}: no driver yet, left alone", ty);
+            log::info!("{} {}: no driver yet, left alone", ty, bdf);
             monitor.set_problem(VirtioError::NoDriver);
             None
         }

@@ -1,11 +1,14 @@
 //! What the monitor can see of a virtio device while a driver owns it: negotiated features,
-//! status, and live per-queue counters.
+//! status, live per-queue counters, and how completions reach the driver (mechanism, vectors,
+//! interrupts per vector).
 //!
 //! A driver records into a [`VirtioMonitor`]; the kernel keeps a clone for the `virtio` command,
 //! so the command works even when the driver itself sits behind `dyn BlockDevice`.
 use crate::{DeviceType, VirtioError};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use capmon_hal::{IrqEvent, IrqVector, Mechanism};
 use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 /// Device status bits (virtio 1.2 §2.1).
@@ -111,6 +114,40 @@ impl QueueCounters {
             free: self.free.load(Ordering::Relaxed),
             notifications: self.notifications.load(Ordering::Relaxed),
             completions: self.completions.load(Ordering::Relaxed),
+            vector: None,
+        }
+    }
+}
+
+/// A vector a device raises: the CPU vector and the interrupts that arrived on it since the
+/// driver took it (on a shared INTx line, other devices' too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorReport {
+    pub vector: u8,
+    pub interrupts: u64,
+}
+
+/// A vector in use and its event count when the driver took it.
+#[derive(Debug, Clone, Copy)]
+struct VectorUse {
+    vector: u8,
+    event: &'static IrqEvent,
+    base: u64,
+}
+
+impl VectorUse {
+    fn new(v: &IrqVector) -> Self {
+        VectorUse {
+            vector: v.vector,
+            event: v.event,
+            base: v.event.count(),
+        }
+    }
+
+    fn report(&self) -> VectorReport {
+        VectorReport {
+            vector: self.vector,
+            interrupts: self.event.count().wrapping_sub(self.base),
         }
     }
 }
@@ -130,6 +167,8 @@ pub struct QueueReport {
     pub notifications: u64,
     /// Used elements consumed.
     pub completions: u64,
+    /// The vector the device raises for this queue (`None` when polled).
+    pub vector: Option<VectorReport>,
 }
 
 /// A snapshot of a virtio device for the `virtio` command.
@@ -147,6 +186,12 @@ pub struct Report {
     pub queues: Vec<QueueReport>,
     /// Why the device is not (or no longer) driven.
     pub problem: Option<VirtioError>,
+    /// How the driver learns of completions.
+    pub completion: Mechanism,
+    /// Why better mechanisms were not used, e.g. "MSI-X: ...; INTx: ...".
+    pub fallback: Option<String>,
+    /// The vector the device raises for configuration changes.
+    pub config_vector: Option<VectorReport>,
 }
 
 #[derive(Debug)]
@@ -157,6 +202,11 @@ struct State {
     num_queues: u16,
     queues: Vec<Arc<QueueCounters>>,
     problem: Option<VirtioError>,
+    completion: Mechanism,
+    fallback: Option<String>,
+    config_irq: Option<VectorUse>,
+    /// Kept across resets (the driver sets the same vectors again).
+    queue_irqs: Vec<(u16, VectorUse)>,
 }
 
 #[derive(Debug)]
@@ -183,6 +233,10 @@ impl VirtioMonitor {
                     num_queues: 0,
                     queues: Vec::new(),
                     problem: None,
+                    completion: Mechanism::Polling,
+                    fallback: None,
+                    config_irq: None,
+                    queue_irqs: Vec::new(),
                 }),
             }),
         }
@@ -229,16 +283,52 @@ impl VirtioMonitor {
         c
     }
 
+    /// How completions reach the driver.
+    pub fn set_completion(&self, mechanism: Mechanism) {
+        self.shared.state.lock().completion = mechanism;
+    }
+
+    /// Why better ways than the one in use were not used (`None`: it is the best).
+    pub fn set_fallback(&self, why: Option<String>) {
+        self.shared.state.lock().fallback = why;
+    }
+
+    /// The vector the device raises for configuration changes (`None`: none).
+    pub fn set_config_irq(&self, v: Option<&IrqVector>) {
+        self.shared.state.lock().config_irq = v.map(VectorUse::new);
+    }
+
+    /// The vector the device raises for queue `index` (`None`: polled).
+    pub fn set_queue_irq(&self, index: u16, v: Option<&IrqVector>) {
+        let mut s = self.shared.state.lock();
+        s.queue_irqs.retain(|(i, _)| *i != index);
+        if let Some(v) = v {
+            s.queue_irqs.push((index, VectorUse::new(v)));
+        }
+    }
+
     pub fn report(&self) -> Report {
         let s = self.shared.state.lock();
+        let queue = |q: &Arc<QueueCounters>| {
+            let mut r = q.report();
+            r.vector = s
+                .queue_irqs
+                .iter()
+                .find(|(i, _)| *i == r.index)
+                .map(|(_, v)| v.report());
+            r
+        };
         Report {
             device_type: self.shared.device_type,
             offered: s.offered,
             accepted: s.accepted,
             status: DeviceStatus(s.status),
             num_queues: s.num_queues,
-            queues: s.queues.iter().map(|q| q.report()).collect(),
+            queues: s.queues.iter().map(queue).collect(),
             problem: s.problem.clone(),
+            completion: s.completion,
+            fallback: s.fallback.clone(),
+            config_vector: s.config_irq.map(|v| v.report()),
         }
     }
 }
@@ -278,8 +368,47 @@ mod tests {
                 used_idx: 1,
                 free: 6,
                 notifications: 1,
-                completions: 1
+                completions: 1,
+                vector: None
             }]
         );
+        assert_eq!(r.completion, Mechanism::Polling);
+    }
+
+    #[test]
+    fn vectors_count_interrupts_since_taken() {
+        let m = VirtioMonitor::new(DeviceType::Block);
+        m.add_queue(0, 8);
+        let event: &'static IrqEvent =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(IrqEvent::new()));
+        event.signal(); // before the driver took it: not counted
+        let v = IrqVector {
+            vector: 0x31,
+            apic_id: 0,
+            message: capmon_hal::MsiMessage {
+                address: 0xfee0_0000,
+                data: 0x31,
+            },
+            event,
+        };
+        m.set_queue_irq(0, Some(&v));
+        m.set_completion(Mechanism::MsiX);
+        event.signal();
+        event.signal();
+        let r = m.report();
+        assert_eq!(
+            r.queues[0].vector,
+            Some(VectorReport {
+                vector: 0x31,
+                interrupts: 2
+            })
+        );
+        // A reset forgets the queues, not their vectors.
+        m.clear_queues();
+        m.add_queue(0, 8);
+        assert_eq!(m.report().queues[0].vector.map(|v| v.interrupts), Some(2));
+        m.set_queue_irq(0, None);
+        assert_eq!(m.report().queues[0].vector, None);
+        assert_eq!(r.completion, Mechanism::MsiX);
     }
 }

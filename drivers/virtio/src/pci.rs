@@ -58,8 +58,8 @@ const COMMON_Q_AVAILLO: usize = 0x28;
 const COMMON_Q_USEDLO: usize = 0x30;
 /// The common structure up to and including queue_device.
 const COMMON_MIN_LEN: usize = 0x38;
-/// "No MSI-X vector" (§4.1.5.1.2).
-const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
+/// "No MSI-X vector" (§4.1.5.1.2): written to poll; read back when the device refused a vector.
+pub const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
 
 /// Polls of device_status after a reset before giving up (QEMU answers at once).
 const RESET_POLLS: u32 = 1_000_000;
@@ -356,12 +356,16 @@ impl VirtioPci {
         Ok(accepted)
     }
 
-    /// Sets up queue `index` with at most `max_size` entries (step 6 of §3.1.1, §4.1.5.1.3).
+    /// Sets up queue `index` with at most `max_size` entries (step 6 of §3.1.1, §4.1.5.1.3),
+    /// raising MSI-X table entry `vector` for it (`VIRTIO_MSI_NO_VECTOR`: none). The vector is
+    /// set and checked before any other queue field is written: a refusal leaves the queue
+    /// unconfigured.
     pub fn setup_queue(
         &mut self,
         index: u16,
         max_size: u16,
         dma: &'static (dyn Dma + Sync),
+        vector: u16,
     ) -> Result<SplitVirtqueue, VirtioError> {
         self.common.write16(COMMON_Q_SELECT, index);
         let dev_max = self.common.read16(COMMON_Q_SIZE);
@@ -379,11 +383,12 @@ impl VirtioPci {
                 offset: self.common.read16(COMMON_Q_NOFF) as usize
                     * self.notify_off_multiplier as usize,
             })?;
+        // queue_msix_vector is one of the fields set before queue_enable (§4.1.4.3.2).
+        self.set_queue_vector(index, vector)?;
         let counters = self.monitor.add_queue(index, size);
         let q = SplitVirtqueue::new(index, size, notify_offset, dma, counters)?;
         let (desc, avail, used) = q.addresses();
         self.common.write16(COMMON_Q_SIZE, size);
-        self.common.write16(COMMON_Q_MSIX, VIRTIO_MSI_NO_VECTOR);
         write64_split(&*self.common, COMMON_Q_DESCLO, desc);
         write64_split(&*self.common, COMMON_Q_AVAILLO, avail);
         write64_split(&*self.common, COMMON_Q_USEDLO, used);
@@ -398,9 +403,32 @@ impl VirtioPci {
         Ok(q)
     }
 
-    /// No configuration-change interrupts while we poll.
-    pub fn disable_config_vector(&self) {
-        self.common.write16(COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
+    /// Maps configuration-change interrupts to MSI-X table entry `v` (`VIRTIO_MSI_NO_VECTOR`:
+    /// none) and checks the read-back: a device that cannot map it answers NO_VECTOR
+    /// (§4.1.5.1.2). A reset unmaps it again.
+    pub fn set_config_vector(&self, v: u16) -> Result<(), VirtioError> {
+        self.common.write16(COMMON_MSIX, v);
+        match self.common.read16(COMMON_MSIX) {
+            r if r == v => Ok(()),
+            _ => Err(VirtioError::VectorRefused {
+                queue: None,
+                entry: v,
+            }),
+        }
+    }
+
+    /// Maps queue `index`'s interrupts to MSI-X table entry `v`, checked as for the config
+    /// vector. Set before the queue is enabled.
+    pub fn set_queue_vector(&self, index: u16, v: u16) -> Result<(), VirtioError> {
+        self.common.write16(COMMON_Q_SELECT, index);
+        self.common.write16(COMMON_Q_MSIX, v);
+        match self.common.read16(COMMON_Q_MSIX) {
+            r if r == v => Ok(()),
+            _ => Err(VirtioError::VectorRefused {
+                queue: Some(index),
+                entry: v,
+            }),
+        }
     }
 
     /// Step 7 of §3.1.1: the device is live.

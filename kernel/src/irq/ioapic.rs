@@ -77,7 +77,6 @@ pub fn route_isa(irq: u8, label: &str) -> Result<IsaRoute, String> {
         source: format!("{} (ISA IRQ {}, GSI {})", label, irq, r.gsi),
         mechanism: pin,
         apic_id: super::lapic::bsp_id(),
-        owner: None,
     });
     Ok(r)
 }

@@ -152,14 +152,12 @@ pub fn init(
         source: String::from("LAPIC error"),
         mechanism: String::from("LAPIC"),
         apic_id: bsp_id(),
-        owner: None,
     });
     add_route(Route {
         vector: VEC_SPURIOUS,
         source: String::from("LAPIC spurious"),
         mechanism: String::from("LAPIC"),
         apic_id: bsp_id(),
-        owner: None,
     });
     log::info!(
         "interrupts: local APIC {:#x} in {} mode{} (requested {})",
@@ -268,7 +266,6 @@ pub fn start_timer(acpi: Option<&capmon_acpi::Acpi>) {
         source: String::from("LAPIC timer"),
         mechanism: String::from("LAPIC"),
         apic_id: bsp_id(),
-        owner: None,
     });
     let deadline = cpuid(1).ecx & (1 << 24) != 0;
     if deadline {

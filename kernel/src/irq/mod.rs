@@ -13,9 +13,6 @@
 //!   0xec         the local APIC timer tick
 //!   0xfe         local APIC error
 //!   0xff         local APIC spurious
-// The driver seam (KernelIrq) is wired to virtio-blk in the next change.
-#![allow(dead_code)]
-
 pub mod ioapic;
 pub mod lapic;
 mod pic;
@@ -55,8 +52,6 @@ pub struct Route {
     pub mechanism: String,
     /// The target CPU's APIC ID.
     pub apic_id: u32,
-    /// The PCI function, for message-signalled and INTx routes.
-    pub owner: Option<IrqOwner>,
 }
 
 struct State {
@@ -120,7 +115,8 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Halts until the next interrupt; with no interrupts (no local APIC) it only pauses, so
-/// callers that loop on a condition keep polling.
+/// callers that loop on a condition keep polling. (The idle loop of CPUs with nothing to do.)
+#[allow(dead_code)]
 pub fn idle() {
     if ready() {
         x86_64::instructions::interrupts::enable_and_hlt();
@@ -170,7 +166,6 @@ pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
                 source: format!("8259 spurious IRQ {}", irq),
                 mechanism: String::from("8259 (masked)"),
                 apic_id: 0,
-                owner: None,
             });
         }
     }
@@ -217,7 +212,6 @@ impl Interrupts for KernelIrq {
             source: format!("{} {}", bdf_name(owner.bdf), label),
             mechanism: mech,
             apic_id,
-            owner: Some(owner),
         });
         Some(IrqVector {
             vector,
