@@ -1,10 +1,12 @@
 //! The `acpi` command family: list the ACPI tables, decode MADT/MCFG/FADT/HPET, dump a table,
-//! and show the S5 sleep types the firmware's AML gives.
+//! show the S5 sleep types the firmware's AML gives, evaluate any AML object, and show the PCI
+//! interrupt routing of the `_PRT`s.
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use capmon_acpi::{oem_str, Acpi, AcpiError, AcpiHw, Gas, Signature};
+use capmon_acpi::{eisa_id, oem_str, Acpi, AcpiError, AcpiHw, AmlPath, AmlValue, Gas, Signature};
 use capmon_shell::out::hexdump;
-use capmon_shell::{bad_arg, fail, out, outln, Args, CmdError, CmdResult, Command};
+use capmon_shell::{bad_arg, fail, out, outln, parse, Args, CmdError, CmdResult, Command};
 use core::fmt::Write;
 
 /// What the `acpi` commands need from the machine.
@@ -15,7 +17,8 @@ pub trait AcpiHost {
     fn acpi_hw(&mut self) -> Result<(&Acpi, AcpiHw<'_>), CmdError>;
 }
 
-const USAGE: &str = "acpi [madt | mcfg | fadt | hpet | dump SIG [N] | s5]";
+const USAGE: &str =
+    "acpi [madt | mcfg | fadt | hpet | dump SIG [N] | s5 | eval PATH [ARG...] | prt]";
 
 const LONG_HELP: &str = "\
 acpi              one line per table: signature, address, length, revision, OEM IDs, checksum;
@@ -25,15 +28,23 @@ acpi mcfg         PCIe ECAM windows: segment, bus range, base
 acpi fadt         PM1 blocks, PM timer, GPEs, SCI, reset register, boot architecture, flags
 acpi hpet         HPET base address and capabilities
 acpi dump SIG [N] hexdump of the Nth (default 0) table with signature SIG (or RSDP)
-acpi s5           SLP_TYPa/SLP_TYPb of \\_S5, evaluated by the AML interpreter";
+acpi s5           SLP_TYPa/SLP_TYPb of \\_S5, evaluated by the AML interpreter
+acpi eval PATH [ARG...]
+                  evaluate the AML object at absolute PATH (\\_S5, \\_SB.PCI0._PRT), running it
+                  with integer ARGs if it is a method: integers (hex and decimal), strings,
+                  buffers (hexdump), packages (indexed, nested); names inside packages show
+                  as strings. Each evaluation starts from freshly loaded tables (so without
+                  the \\_PIC(1) that acpi prt makes)
+acpi prt          PCI INTx routing from the _PRT of every PCI root bridge and bridge below,
+                  after \\_PIC(1) (APIC mode): SEG:BUS:DEV PIN gsi trigger polarity shared link";
 
 pub fn commands<S: AcpiHost>() -> Vec<Command<S>> {
     vec![Command {
         name: "acpi",
         group: "platform",
-        subcommands: &["madt", "mcfg", "fadt", "hpet", "dump", "s5"],
+        subcommands: &["madt", "mcfg", "fadt", "hpet", "dump", "s5", "eval", "prt"],
         usage: USAGE,
-        help: "ACPI tables: list, decode MADT/MCFG/FADT/HPET, dump, S5 sleep types",
+        help: "ACPI tables: list, decode MADT/MCFG/FADT/HPET, dump, S5, AML eval, PCI _PRT",
         long_help: LONG_HELP,
         run: acpi::<S>,
     }]
@@ -41,9 +52,17 @@ pub fn commands<S: AcpiHost>() -> Vec<Command<S>> {
 
 fn acpi<S: AcpiHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let sub = a.opt_str();
-    if sub == Some("s5") {
-        a.finish()?;
-        return s5(s, o);
+    match sub {
+        Some("s5") => {
+            a.finish()?;
+            return s5(s, o);
+        }
+        Some("eval") => return eval(s, a, o),
+        Some("prt") => {
+            a.finish()?;
+            return prt(s, o);
+        }
+        _ => {}
     }
     let t = s.acpi()?;
     match sub {
@@ -335,6 +354,96 @@ fn s5<S: AcpiHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
+fn eval<S: AcpiHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let word = a.str()?;
+    let path = AmlPath::parse(word).map_err(|e| bad_arg!("'{}': {}", word, e))?;
+    let args = a
+        .rest()
+        .into_iter()
+        .map(|w| parse::number(w).map_err(|e| bad_arg!("argument '{}': {}", w, e)))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let (t, hw) = s.acpi_hw()?;
+    let v = t.evaluate(&hw, &path, &args).map_err(err)?;
+    // _HID and _CID integers are compressed EISA IDs (ACPI 6.5 §6.1.5).
+    let ids = matches!(path.last(), Some(n) if n == *b"_HID" || n == *b"_CID");
+    show(o, &v, 0, ids);
+    Ok(())
+}
+
+/// Prints a value: the rest of the current line, then its contents indented by `indent`.
+fn show(o: &mut dyn Write, v: &AmlValue, indent: usize, ids: bool) {
+    match v {
+        AmlValue::Integer(i) => {
+            out!(o, "integer {:#x} ({})", i, i);
+            match eisa_id(*i) {
+                Some(id) if ids => outln!(o, " EisaId(\"{}\")", id),
+                _ => outln!(o),
+            }
+        }
+        AmlValue::String(st) => outln!(o, "string {:?}", st),
+        AmlValue::Buffer(b) => {
+            outln!(o, "buffer, {} bytes", b.len());
+            let mut dump = String::new();
+            hexdump(&mut dump, 0, b, 1);
+            for line in dump.lines() {
+                outln!(o, "{:w$}{}", "", line, w = indent + 2);
+            }
+        }
+        AmlValue::Package(elems) => {
+            outln!(o, "package, {} elements", elems.len());
+            for (i, e) in elems.iter().enumerate() {
+                out!(o, "{:w$}[{}] ", "", i, w = indent + 2);
+                show(o, e, indent + 2, ids);
+            }
+        }
+        AmlValue::Reference(r) => {
+            out!(o, "reference to ");
+            show(o, r, indent, ids);
+        }
+        AmlValue::Other(what) => outln!(o, "{}", what),
+    }
+}
+
+fn prt<S: AcpiHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let (t, hw) = s.acpi_hw()?;
+    let r = t.pci_routes(&hw).map_err(err)?;
+    if r.routes.is_empty() && r.unrouted.is_empty() {
+        outln!(o, "no _PRT entries");
+    }
+    let link = |l: &Option<AmlPath>| match l {
+        Some(p) => alloc::format!("{}", p),
+        None => String::from("-"),
+    };
+    for e in &r.routes {
+        outln!(
+            o,
+            "{:04x}:{:02x}:{:02x} {} gsi={} trigger={} polarity={} shared={} link={}",
+            e.segment,
+            e.bus,
+            e.device,
+            e.pin.name(),
+            e.gsi,
+            e.trigger.name(),
+            e.polarity.name(),
+            yes(e.shared),
+            link(&e.source)
+        );
+    }
+    for u in &r.unrouted {
+        outln!(
+            o,
+            "{:04x}:{:02x}:{:02x} {} gsi=- link={} unrouted: {}",
+            u.segment,
+            u.bus,
+            u.device,
+            u.pin.name(),
+            link(&u.source),
+            u.reason
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -548,5 +657,129 @@ mod tests {
         };
         assert_eq!(run(&mut pc, "acpi mcfg"), Err(fail!("no valid MCFG table")));
         assert_eq!(run(&mut pc, "acpi s5").unwrap(), "SLP_TYPa=0 SLP_TYPb=0\n");
+    }
+
+    #[test]
+    fn evaluates_aml_objects() {
+        let mut h = host();
+        assert_eq!(
+            run(&mut h, "acpi eval \\_S5").unwrap(),
+            "package, 4 elements\n  [0] integer 0x0 (0)\n  [1] integer 0x0 (0)\n  \
+             [2] integer 0x0 (0)\n  [3] integer 0x0 (0)\n"
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.PCI0.S10._ADR").unwrap(),
+            "integer 0x20000 (131072)\n"
+        );
+        // Case does not matter; _HID/_CID integers show their EISA ID.
+        assert_eq!(
+            run(&mut h, "acpi eval \\_sb.pci0._hid").unwrap(),
+            "integer 0x80ad041 (134926401) EisaId(\"PNP0A08\")\n"
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.GSIA._CRS").unwrap(),
+            "buffer, 11 bytes\n  0000000000000000: 89 06 00 09 01 10 00 00 00 79 00             \
+             \x20   |.........y.|\n"
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.HPET._HID").unwrap(),
+            "integer 0x301d041 (50450497) EisaId(\"PNP0103\")\n"
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.PCI0.GPE0._HID").unwrap(),
+            "string \"PNP0A06\"\n"
+        );
+        assert_eq!(run(&mut h, "acpi eval \\_SB.PCI0").unwrap(), "device\n");
+        // A method with an argument and no Return.
+        assert_eq!(
+            run(&mut h, "acpi eval \\_PIC 1").unwrap(),
+            "uninitialized\n"
+        );
+        // Nested packages are indented, names inside them are strings (the 8259-mode table:
+        // eval does not call \_PIC first).
+        let prt = run(&mut h, "acpi eval \\_SB.PCI0._PRT").unwrap();
+        assert!(
+            prt.starts_with(
+                "package, 128 elements\n  [0] package, 4 elements\n    [0] integer 0xffff \
+                 (65535)\n    [1] integer 0x0 (0)\n    [2] string \"LNKE\"\n    \
+                 [3] integer 0x0 (0)\n  [1] package, 4 elements\n"
+            ),
+            "{prt}"
+        );
+        assert!(
+            prt.ends_with(
+                "  [127] package, 4 elements\n    [0] integer 0x1fffff (2097151)\n    \
+                 [1] integer 0x3 (3)\n    [2] string \"LNKD\"\n    [3] integer 0x0 (0)\n"
+            ),
+            "{prt}"
+        );
+    }
+
+    #[test]
+    fn eval_errors() {
+        let mut h = host();
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.NOPE"),
+            Err(fail!("no AML object \\_SB.NOPE"))
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\NO.SUCH.PATH"),
+            Err(fail!("no AML object \\NO.SUCH.PATH"))
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_PIC"),
+            Err(fail!("AML: MethodArgCountIncorrect"))
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval _S5"),
+            Err(bad_arg!(
+                "'_S5': bad AML path: an absolute path starts with \\"
+            ))
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_SB.TOOLONG"),
+            Err(bad_arg!(
+                "'\\_SB.TOOLONG': bad AML path: a name segment has 1 to 4 characters"
+            ))
+        );
+        assert_eq!(
+            run(&mut h, "acpi eval \\_PIC zz"),
+            Err(bad_arg!(
+                "argument 'zz': not a number (use decimal or 0x hex)"
+            ))
+        );
+        assert_eq!(run(&mut h, "acpi eval"), Err(CmdError::Usage));
+        let mut none = Host {
+            acpi: None,
+            ..host()
+        };
+        assert_eq!(
+            run(&mut none, "acpi eval \\_S5"),
+            Err(fail!("no ACPI tables"))
+        );
+        assert_eq!(run(&mut none, "acpi prt"), Err(fail!("no ACPI tables")));
+    }
+
+    #[test]
+    fn prints_pci_routing() {
+        let out = run(&mut host(), "acpi prt").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 128, "{out}");
+        assert_eq!(
+            lines[0],
+            "0000:00:00 INTA gsi=20 trigger=level polarity=high shared=yes link=\\_SB.GSIE"
+        );
+        assert_eq!(
+            lines[7],
+            "0000:00:01 INTD gsi=20 trigger=level polarity=high shared=yes link=\\_SB.GSIE"
+        );
+        assert_eq!(
+            lines[124],
+            "0000:00:1f INTA gsi=16 trigger=level polarity=high shared=yes link=\\_SB.GSIA"
+        );
+        assert!(matches!(
+            run(&mut host(), "acpi prt extra"),
+            Err(CmdError::BadArg(_))
+        ));
     }
 }

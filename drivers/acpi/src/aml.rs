@@ -1,8 +1,9 @@
-//! The hardware the AML interpreter may touch, and `\_S5` / `\_PTS` evaluation with the `acpi`
-//! crate's interpreter.
+//! The hardware the AML interpreter may touch, and the `acpi` crate's interpreter loaded with
+//! our tables: evaluation by path, the namespace's devices, `\_S5` / `\_PTS`.
+use crate::eval::{AmlPath, NameSegBytes};
 use crate::tables::HEADER_LEN;
 use crate::{Acpi, AcpiError, Fadt, Table};
-use acpi::aml::namespace::AmlName;
+use acpi::aml::namespace::{AmlName, NamespaceLevel, NamespaceLevelKind};
 use acpi::aml::object::{Object, WrappedObject};
 use acpi::aml::{AmlError, Interpreter};
 use acpi::registers::{FixedRegisters, Pm1ControlRegisterBlock, Pm1EventRegisterBlock};
@@ -13,6 +14,7 @@ use alloc::vec::Vec;
 use capmon_hal::{Clock, PhysMap, PortIo};
 use core::ptr::NonNull;
 use core::str::FromStr;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The machine as ACPI code sees it: physical memory, I/O ports and a clock. PCI configuration
 /// space is reached through the legacy 0xCF8/0xCFC ports (segment 0, first 256 bytes).
@@ -120,9 +122,16 @@ impl AcpiHw<'_> {
     }
 }
 
-/// `acpi::Handler` over capmon's hal traits.
-#[derive(Clone, Copy)]
-struct AmlHandler<'a>(AcpiHw<'a>);
+/// `acpi::Handler` over capmon's hal traits, counting the PCI configuration accesses AML makes
+/// (see `Aml::pci_config_accesses`).
+#[derive(Clone)]
+struct AmlHandler<'a>(AcpiHw<'a>, Arc<AtomicU32>);
+
+impl AmlHandler<'_> {
+    fn count_pci_access(&self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 impl Handler for AmlHandler<'_> {
     /// Only reached through `acpi` APIs that map memory themselves (AcpiTables, FACS, memory
@@ -149,7 +158,7 @@ impl Handler for AmlHandler<'_> {
             virtual_start: ptr,
             region_length: size,
             mapped_length: size,
-            handler: *self,
+            handler: self.clone(),
         }
     }
 
@@ -201,21 +210,27 @@ impl Handler for AmlHandler<'_> {
     }
 
     fn read_pci_u8(&self, a: PciAddress, off: u16) -> u8 {
+        self.count_pci_access();
         self.0.pci_read(a, off, 1) as u8
     }
     fn read_pci_u16(&self, a: PciAddress, off: u16) -> u16 {
+        self.count_pci_access();
         self.0.pci_read(a, off, 2) as u16
     }
     fn read_pci_u32(&self, a: PciAddress, off: u16) -> u32 {
+        self.count_pci_access();
         self.0.pci_read(a, off, 4)
     }
     fn write_pci_u8(&self, a: PciAddress, off: u16, v: u8) {
+        self.count_pci_access();
         self.0.pci_write(a, off, 1, v.into())
     }
     fn write_pci_u16(&self, a: PciAddress, off: u16, v: u16) {
+        self.count_pci_access();
         self.0.pci_write(a, off, 2, v.into())
     }
     fn write_pci_u32(&self, a: PciAddress, off: u16, v: u32) {
+        self.count_pci_access();
         self.0.pci_write(a, off, 4, v)
     }
 
@@ -261,16 +276,18 @@ fn name(path: &str) -> Result<AmlName, AcpiError> {
 /// An interpreter with the DSDT and SSDTs loaded.
 pub(crate) struct Aml<'a> {
     interp: Interpreter<AmlHandler<'a>>,
+    pci_config_accesses: Arc<AtomicU32>,
     /// The first table load error, reported if a later lookup fails.
     pub(crate) load_error: Option<AcpiError>,
 }
 
 impl<'a> Aml<'a> {
     pub(crate) fn load(acpi: &Acpi, hw: AcpiHw<'a>) -> Result<Aml<'a>, AcpiError> {
-        let handler = AmlHandler(hw);
+        let pci_config_accesses = Arc::new(AtomicU32::new(0));
+        let handler = AmlHandler(hw, pci_config_accesses.clone());
         let tables = acpi.aml_tables()?;
         let dsdt_revision = tables.first().map_or(2, |t| t.revision());
-        let registers = placeholder_registers(&acpi.fadt().ok(), handler)?;
+        let registers = placeholder_registers(&acpi.fadt().ok(), handler.clone())?;
         // No FACS: the interpreter then never touches the firmware global lock nor, through it,
         // the PM1 registers above.
         // The interpreter's API takes an Arc; it never leaves this thread.
@@ -283,7 +300,19 @@ impl<'a> Aml<'a> {
                 load_error.get_or_insert(e);
             }
         }
-        Ok(Aml { interp, load_error })
+        Ok(Aml {
+            interp,
+            pci_config_accesses,
+            load_error,
+        })
+    }
+
+    /// How many PCI configuration space accesses AML has made so far. The acpi 6.1 interpreter
+    /// addresses a `PCI_Config` OperationRegion wrongly: it drops the region's base offset and
+    /// takes the bus from the device's own `_BBR` instead of its root's `_BBN` (fixed in acpi
+    /// 7), so any value computed from such an access is suspect.
+    pub(crate) fn pci_config_accesses(&self) -> u32 {
+        self.pci_config_accesses.load(Ordering::Relaxed)
     }
 
     /// Evaluates `path`; `None` if it does not exist.
@@ -295,6 +324,55 @@ impl<'a> Aml<'a> {
         self.interp
             .evaluate_if_present(name(path)?, args)
             .map_err(aml_err)
+    }
+
+    /// Evaluates the object at `path`; `None` if it (or a scope on the way) does not exist.
+    pub(crate) fn evaluate_path(
+        &self,
+        path: &AmlPath,
+        args: Vec<WrappedObject>,
+    ) -> Result<Option<WrappedObject>, AcpiError> {
+        let name = path.to_aml_name()?;
+        // `Namespace::get` fails only when the object or a level on its way is missing; asking
+        // first tells "absent" apart from an error inside a method that names something absent.
+        if self.interp.namespace.lock().get(name.clone()).is_err() {
+            return Ok(None);
+        }
+        self.interp.evaluate(name, args).map(Some).map_err(aml_err)
+    }
+
+    /// The integer value of `path`, `None` if it does not exist.
+    pub(crate) fn integer(&self, path: &AmlPath) -> Result<Option<u64>, AcpiError> {
+        let Some(v) = self.evaluate_path(path, Vec::new())? else {
+            return Ok(None);
+        };
+        match *v {
+            Object::Integer(i) => Ok(Some(i)),
+            _ => Err(AcpiError::BadObject {
+                path: alloc::format!("{}", path),
+                what: "not an integer",
+            }),
+        }
+    }
+
+    /// Every `Device` in the namespace, parents before children, with the names it holds.
+    pub(crate) fn devices(&self) -> Vec<NsDevice> {
+        let mut out = Vec::new();
+        // `traverse` hands over the root level first; `walk` covers the rest, so stop it there.
+        let _ = self.interp.namespace.lock().traverse(|_, root| {
+            walk(root, &[], &mut out);
+            Ok(false)
+        });
+        out
+    }
+
+    /// Tells the firmware that interrupts go through I/O APICs: `\_PIC(1)` if it exists
+    /// (ACPI 6.5 §5.8.1). Some `_PRT`s depend on it (QEMU q35 returns its 8259 links before).
+    pub(crate) fn announce_apic_mode(&self) -> Result<(), AcpiError> {
+        const APIC_MODE: u64 = 1;
+        let pic = AmlPath::from_segments(vec![*b"_PIC"]);
+        self.evaluate_path(&pic, vec![Object::Integer(APIC_MODE).wrap()])
+            .map(|_| ())
     }
 
     /// SLP_TYPa and SLP_TYPb for S5 (ACPI 6.5 §7.4.2: `\_S5` is a package whose first two
@@ -332,6 +410,51 @@ impl<'a> Aml<'a> {
     pub(crate) fn prepare_to_sleep(&self) -> Result<(), AcpiError> {
         self.evaluate("\\_PTS", vec![Object::Integer(5).wrap()])
             .map(|_| ())
+    }
+}
+
+/// A device in the namespace, as `Aml::devices` lists it.
+pub(crate) struct NsDevice {
+    pub(crate) path: AmlPath,
+    /// The objects directly inside it (`_HID`, `_ADR`, `_PRT`, ...).
+    pub(crate) names: Vec<NameSegBytes>,
+}
+
+impl NsDevice {
+    pub(crate) fn has(&self, name: &NameSegBytes) -> bool {
+        self.names.contains(name)
+    }
+}
+
+/// How deep `walk` follows the namespace (real firmware nests a handful of levels).
+const MAX_NAMESPACE_DEPTH: usize = 64;
+
+fn seg_bytes(s: &acpi::aml::namespace::NameSeg) -> Option<NameSegBytes> {
+    s.as_str().as_bytes().try_into().ok()
+}
+
+fn walk(level: &NamespaceLevel, path: &[NameSegBytes], out: &mut Vec<NsDevice>) {
+    if path.len() >= MAX_NAMESPACE_DEPTH {
+        log::warn!("acpi: namespace deeper than {} levels", MAX_NAMESPACE_DEPTH);
+        return;
+    }
+    for (seg, child) in &level.children {
+        // A method's locals are not part of the device tree.
+        if child.kind == NamespaceLevelKind::MethodLocals {
+            continue;
+        }
+        let Some(b) = seg_bytes(seg) else {
+            continue;
+        };
+        let mut p = path.to_vec();
+        p.push(b);
+        if child.kind == NamespaceLevelKind::Device {
+            out.push(NsDevice {
+                path: AmlPath::from_segments(p.clone()),
+                names: child.values.keys().filter_map(seg_bytes).collect(),
+            });
+        }
+        walk(child, &p, out);
     }
 }
 

@@ -4,18 +4,22 @@
 //! Every table is copied out of physical memory once, at `Acpi::new`, after its pointer, length
 //! and signature were checked; decoders then work on those bytes with bounds-checked reads.
 //! A table that cannot be read is listed in `Acpi::skipped` and otherwise ignored. The `acpi`
-//! crate is used only for its AML interpreter (`\_S5`, `\_PTS`), fed with checksummed tables.
+//! crate is used only for its AML interpreter (`\_S5`, `\_PTS`, `_PRT`, `acpi eval`), fed with
+//! checksummed tables.
 #![no_std]
 extern crate alloc;
 
 mod aml;
 mod bytes;
+mod eval;
 pub mod fadt;
 pub mod gas;
 pub mod hpet;
 pub mod madt;
 pub mod mcfg;
 mod power;
+pub mod prt;
+pub mod resource;
 mod rsdp;
 mod tables;
 #[cfg(test)]
@@ -23,6 +27,7 @@ mod testutil;
 
 pub use aml::AcpiHw;
 pub use bytes::oem_str;
+pub use eval::{AmlPath, AmlValue};
 pub use fadt::{Fadt, FadtFlags, IapcBootArch, PmProfile};
 pub use gas::{AddressSpace, Gas};
 pub use hpet::Hpet;
@@ -30,6 +35,8 @@ pub use madt::{
     InterruptOverride, IoApic, LocalApic, LocalApicNmi, Madt, NmiSource, Polarity, Trigger,
 };
 pub use mcfg::McfgRegion;
+pub use prt::{eisa_id, PciRoute, PciRouting, Pin, Unrouted};
+pub use resource::{decode_resources, Interrupt, InterruptKind, Resource};
 pub use rsdp::Rsdp;
 pub use tables::{Skipped, Table};
 
@@ -119,6 +126,18 @@ pub enum AcpiError {
     ResetNotSupported,
     /// The machine was told to power off or reset and is still running.
     StillRunning,
+    /// A textual AML name is malformed.
+    BadPath(&'static str),
+    /// No object at this AML path.
+    NoSuchObject(String),
+    /// An AML object exists but its value is unusable (wrong type, out of range).
+    BadObject { path: String, what: &'static str },
+    /// A resource template buffer is malformed at `offset`.
+    BadResource { offset: usize, what: &'static str },
+    /// An interrupt link device's `_STA` says it is disabled.
+    LinkDisabled(String),
+    /// The AML at `path` needs something the `acpi` crate's interpreter gets wrong.
+    InterpreterLimit { path: String, what: &'static str },
 }
 
 impl core::fmt::Display for AcpiError {
@@ -146,6 +165,14 @@ impl core::fmt::Display for AcpiError {
             NoPm1aControl => write!(f, "FADT has no PM1a control block"),
             ResetNotSupported => write!(f, "FADT declares no reset register"),
             StillRunning => write!(f, "the machine is still running"),
+            BadPath(why) => write!(f, "bad AML path: {}", why),
+            NoSuchObject(path) => write!(f, "no AML object {}", path),
+            BadObject { path, what } => write!(f, "{}: {}", path, what),
+            BadResource { offset, what } => {
+                write!(f, "resource template at offset {}: {}", offset, what)
+            }
+            LinkDisabled(link) => write!(f, "interrupt link {} is disabled", link),
+            InterpreterLimit { path, what } => write!(f, "{}: {}", path, what),
         }
     }
 }

@@ -48,31 +48,71 @@ impl PhysMap for FakeMem {
     }
 }
 
-/// I/O ports that log every write and answer reads from a table (default 0).
+/// I/O ports that log every write and answer reads from a table (default 0). PCI
+/// configuration mechanism #1 is modelled too: after a write of an enabled address to 0xCF8,
+/// reads of 0xCFC-0xCFF answer from `config` where it has the bytes.
 #[derive(Default)]
 pub struct FakeIo {
     pub writes: RefCell<Vec<(u16, u32)>>,
     pub values: RefCell<BTreeMap<u16, u32>>,
+    /// Configuration bytes by (bus, device, function, offset).
+    pub config: RefCell<BTreeMap<(u8, u8, u8, u8), u8>>,
+    config_address: Cell<u32>,
 }
 
 impl FakeIo {
-    fn read(&self, port: u16) -> u32 {
-        self.values.borrow().get(&port).copied().unwrap_or(0)
+    /// Sets configuration bytes of one function, starting at `off`.
+    pub fn set_config(&self, bus: u8, dev: u8, func: u8, off: u8, bytes: &[u8]) {
+        let mut c = self.config.borrow_mut();
+        for (i, b) in bytes.iter().enumerate() {
+            c.insert((bus, dev, func, off + i as u8), *b);
+        }
     }
+
+    fn config_read(&self, port: u16, width: usize) -> Option<u32> {
+        let a = self.config_address.get();
+        if a & 0x8000_0000 == 0 || !(0xcfc..=0xcff).contains(&port) {
+            return None;
+        }
+        let (bus, dev, func) = (
+            (a >> 16) as u8,
+            ((a >> 11) & 0x1f) as u8,
+            ((a >> 8) & 7) as u8,
+        );
+        let off = (a & 0xfc) as u8 + (port - 0xcfc) as u8;
+        let c = self.config.borrow();
+        let mut v = 0;
+        let mut any = false;
+        for i in 0..width {
+            let b = c.get(&(bus, dev, func, off + i as u8));
+            any |= b.is_some();
+            v |= u32::from(*b.unwrap_or(&0xff)) << (8 * i);
+        }
+        any.then_some(v)
+    }
+
+    fn read(&self, port: u16, width: usize) -> u32 {
+        self.config_read(port, width)
+            .unwrap_or_else(|| self.values.borrow().get(&port).copied().unwrap_or(0))
+    }
+
     fn write(&self, port: u16, v: u32) {
+        if port == 0xcf8 {
+            self.config_address.set(v);
+        }
         self.writes.borrow_mut().push((port, v));
     }
 }
 
 impl PortIo for FakeIo {
     fn inb(&self, port: u16) -> u8 {
-        self.read(port) as u8
+        self.read(port, 1) as u8
     }
     fn inw(&self, port: u16) -> u16 {
-        self.read(port) as u16
+        self.read(port, 2) as u16
     }
     fn inl(&self, port: u16) -> u32 {
-        self.read(port)
+        self.read(port, 4)
     }
     fn outb(&self, port: u16, v: u8) {
         self.write(port, v.into())
@@ -374,5 +414,130 @@ impl Rig {
     /// The tables of this machine, with the RSDP at `rsdp`.
     pub fn acpi(&self, rsdp: u64) -> crate::Acpi {
         crate::Acpi::new(&self.mem, rsdp).unwrap()
+    }
+}
+
+/// Hand-assembled AML (ACPI 6.5 §20.2), for tables the tests need.
+pub mod asl {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// PkgLength (§20.2.4) of `body`, then `body`; up to 4095 bytes.
+    pub fn pkg(body: &[u8]) -> Vec<u8> {
+        let mut b = if body.len() + 1 < 0x40 {
+            vec![(body.len() + 1) as u8]
+        } else {
+            let n = body.len() + 2;
+            assert!(n < 0x1000);
+            vec![0x40 | (n & 0xf) as u8, (n >> 4) as u8]
+        };
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// A NameString: a `\` or `^` prefixes, then segments (padded with `_`).
+    pub fn name_string(path: &str) -> Vec<u8> {
+        let (mut b, rest) = match path.strip_prefix('\\') {
+            Some(r) => (vec![b'\\'], r),
+            None => {
+                let r = path.trim_start_matches('^');
+                (vec![b'^'; path.len() - r.len()], r)
+            }
+        };
+        let segs: Vec<&str> = rest.split('.').collect();
+        match segs.len() {
+            1 => {}
+            2 => b.push(0x2e),
+            n => b.extend_from_slice(&[0x2f, n as u8]),
+        }
+        for s in segs {
+            let mut seg = [b'_'; 4];
+            seg[..s.len()].copy_from_slice(s.as_bytes());
+            b.extend_from_slice(&seg);
+        }
+        b
+    }
+
+    pub fn int(v: u32) -> Vec<u8> {
+        match v {
+            0 => vec![0x00],
+            1 => vec![0x01],
+            2..=0xff => vec![0x0a, v as u8],
+            _ => {
+                let mut b = vec![0x0c];
+                b.extend_from_slice(&v.to_le_bytes());
+                b
+            }
+        }
+    }
+
+    pub fn string(s: &str) -> Vec<u8> {
+        let mut b = vec![0x0d];
+        b.extend_from_slice(s.as_bytes());
+        b.push(0);
+        b
+    }
+
+    /// `Name (NAME, value)`.
+    pub fn name(n: &str, value: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x08];
+        b.extend(name_string(n));
+        b.extend_from_slice(value);
+        b
+    }
+
+    /// `Package () { elements }`; each element already encoded.
+    pub fn package(elements: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = vec![elements.len() as u8];
+        for e in elements {
+            body.extend_from_slice(e);
+        }
+        let mut b = vec![0x12];
+        b.extend(pkg(&body));
+        b
+    }
+
+    /// `Buffer () { bytes }`.
+    pub fn buffer(bytes: &[u8]) -> Vec<u8> {
+        let mut body = int(bytes.len() as u32);
+        body.extend_from_slice(bytes);
+        let mut b = vec![0x11];
+        b.extend(pkg(&body));
+        b
+    }
+
+    /// A `_PRT` entry `Package () { address, pin, source, index }`; `link` None means 0.
+    pub fn prt_entry(address: u32, pin: u32, link: Option<&str>, index: u32) -> Vec<u8> {
+        let source = link.map_or(int(0), name_string);
+        package(&[int(address), int(pin), source, int(index)])
+    }
+
+    /// `Device (NAME) { body }`.
+    pub fn device(n: &str, body: &[u8]) -> Vec<u8> {
+        let mut inner = name_string(n);
+        inner.extend_from_slice(body);
+        let mut b = vec![0x5b, 0x82];
+        b.extend(pkg(&inner));
+        b
+    }
+
+    /// `Scope (NAME) { body }`.
+    pub fn scope(n: &str, body: &[u8]) -> Vec<u8> {
+        let mut inner = name_string(n);
+        inner.extend_from_slice(body);
+        let mut b = vec![0x10];
+        b.extend(pkg(&inner));
+        b
+    }
+
+    /// `EisaId ("PNP0A03")` as the DWordConst ASL compilers emit.
+    pub fn eisa(id: &str) -> Vec<u8> {
+        let c = id.as_bytes();
+        let l = |i: usize| u32::from(c[i] - b'@');
+        let hex = u32::from_str_radix(&id[3..], 16).unwrap();
+        let v = (l(0) << 26 | l(1) << 21 | l(2) << 16 | hex).swap_bytes();
+        let mut b = vec![0x0c];
+        b.extend_from_slice(&v.to_le_bytes());
+        b
     }
 }
