@@ -15,6 +15,11 @@
 #   line_value RE TEXT           first capture group of the first line matching RE, or ""
 #   qmp CMD ?ARGS_JSON? ?-field PATH?   qom_get PATH PROP   qom_get_many PATH PROPS
 #   hmp COMMAND-LINE             QMP oracles (expect/qmp.py); "" and a FAIL on error
+#   paste LINES ?TIMEOUT?        send many command lines in one write (a terminal paste),
+#                                wait for one prompt per line; the combined output
+#   oracle_lapic ?APIC_ID? ?MODE? oracle_ioapic ?N?  oracle_msix ADDR N ?PBA?  oracle_cpus
+#                                interrupt-controller state as QEMU has it (irqoracle.py)
+#   qemu_pid / idle_cost SECONDS QEMU's pid; its host CPU use over SECONDS (idlecost.py), in %
 #   pass NAME / fail NAME WHY    record a result computed by the proof itself
 #   skip NAME WHY                a check this configuration cannot run (printed, not counted)
 #   poweroff                     `poweroff`: QEMU must exit 0 by itself (a check)
@@ -425,6 +430,190 @@ proc qmp_run {argv what} {
     }
     send_log "\n#### $what -> [brief $out 2000]\n"
     return $out
+}
+
+# ---------------------------------------------------------------- paste, interrupt oracles
+
+# Sends LINES (a list of command lines, each ended by CR) in one `send`: every byte at once,
+# as a terminal paste does. Waits until as many prompts came back as there were lines, at
+# most TIMEOUT seconds in all, and returns everything printed meanwhile (echoes, outputs and
+# the prompts between them; no CR; without the last prompt). ::proof(paste_prompts) says how
+# many prompts came back. Fewer than lines is a FAIL; then one CR is typed to end any half
+# line and the output is drained until it settles, so the proof can go on. A panic (unless
+# -expect_faults 2), a silent monitor after that CR or QEMU exiting is a FAIL as in `monitor`.
+proc paste {lines {timeout 60}} {
+    set want [llength $lines]
+    set name "paste $want lines"
+    set ::proof(paste_prompts) 0
+    if {!$::proof(running)} {
+        fail $name "QEMU is not running"
+        return ""
+    }
+    if {$want == 0} { return "" }
+    catch {expect -i $::proof(sid) -timeout 0 -re {.+} {}}
+    set data "[join $lines "\r"]\r"
+    send_log "\n#### paste: $want lines, [string length $data] bytes in one write\n"
+    send -i $::proof(sid) -- $data
+    set acc ""
+    set n 0
+    set why ""
+    set deadline [expr {[clock milliseconds] + $timeout * 1000}]
+    while {$n < $want && $why eq ""} {
+        set left [expr {($deadline - [clock milliseconds] + 999) / 1000}]
+        if {$left <= 0} { set why timeout; break }
+        expect {
+            -i $::proof(sid) -timeout $left
+            -re $::prompt_re {
+                append acc $expect_out(buffer)
+                incr n
+            }
+            -re {\*\*\* PANIC[^\n]*} {
+                append acc $expect_out(buffer)
+                if {$::opt(-expect_faults) < 2} { set why panic }
+            }
+            timeout { set why timeout }
+            eof {
+                catch {append acc $expect_out(buffer)}
+                set why eof
+            }
+        }
+    }
+    set ::proof(paste_prompts) $n
+    switch -- $why {
+        panic {
+            after 1000
+            append acc [tail_of $::proof(sid) 4000]
+            fail $name "kernel panic after $n prompts: [brief [string map {"\r" ""} \
+                [string range $acc [string first "*** PANIC" $acc] end]] 1200]"
+            qemu_kill
+            return [string map {"\r" ""} $acc]
+        }
+        eof {
+            fail $name "QEMU exited after $n prompts: [brief [string map {"\r" ""} [string range $acc end-600 end]]]"
+            set ::proof(running) 0
+            catch {wait -i $::proof(sid)}
+            return [string map {"\r" ""} $acc]
+        }
+        timeout {
+            fail $name "only $n of $want prompts came back within $timeout s"
+            # End a half-typed line, then let the output settle (1 s of quiet, 10 s at most).
+            send -i $::proof(sid) -- "\r"
+            set t_end [expr {[clock milliseconds] + 10000}]
+            set seen 0
+            while {[clock milliseconds] < $t_end} {
+                set got 0
+                expect {
+                    -i $::proof(sid) -timeout 1
+                    -re {.+} { append acc $expect_out(buffer); set got 1 }
+                    eof { set ::proof(running) 0; catch {wait -i $::proof(sid)} }
+                }
+                if {!$got || !$::proof(running)} { break }
+            }
+            if {$::proof(running) && ![regexp {(?:^|\n)capmon> $} [string map {"\r" ""} $acc]]} {
+                fail "$name: the monitor answers again" "no prompt after a CR; last output: [brief [string map {"\r" ""} [string range $acc end-600 end]]]"
+                qemu_kill
+            }
+        }
+    }
+    set text [string map {"\r" ""} $acc]
+    regsub $::prompt_re\$ $text "" text
+    scan_faults $name $text $::opt(-expect_faults)
+    return $text
+}
+
+set ::irqoracle_py [file join $::lib_dir irqoracle.py]
+set ::idlecost_py [file join $::lib_dir idlecost.py]
+
+# `NAME VALUE` lines as a dict (VALUE is the rest of the line).
+proc name_value_dict {text} {
+    set d [dict create]
+    foreach line [split $text "\n"] {
+        if {[regexp {^(\S+) ?(.*)$} $line -> k v]} { dict set d $k $v }
+    }
+    return $d
+}
+
+# The local APIC as QEMU has it (expect/irqoracle.py lapic): a dict with CPU APIC_ID
+# X2APIC_CPUID MODE VERSION LVT0 LVT1 LVTPC LVTERR LVTTHMR LVTT DCR TMICT SPIV ESR TPR PPR LDR
+# (DFR in xAPIC mode) and the volatile TMCCT APR ICR ICR2 ISR IRR. APIC_ID "" is the first
+# CPU; MODE xapic|x2apic says which form LDR takes ("": x2apic when the CPU has the feature).
+# An empty dict and a FAIL when the oracle fails.
+proc oracle_lapic {{apic_id ""} {mode ""}} {
+    set argv [list python3 $::irqoracle_py lapic $::proof(sock)]
+    if {$apic_id ne ""} { lappend argv $apic_id }
+    if {$mode ne ""} { lappend argv --mode $mode }
+    return [name_value_dict [qmp_run $argv "irqoracle lapic $apic_id $mode"]]
+}
+
+# I/O APIC N (default 0) in `info pic`: a dict with id, version (hex), count (pins) and
+# pins (a dict PIN -> raw 64-bit entry, 0x%016x). An empty dict and a FAIL on error.
+proc oracle_ioapic {{n 0}} {
+    set out [qmp_run [list python3 $::irqoracle_py ioapic $::proof(sock)] "irqoracle ioapic"]
+    set d [dict create]
+    set in 0
+    foreach line [split $out "\n"] {
+        if {[regexp {^ioapic (\d+) id (\S+) version (\S+) pins (\d+)$} $line -> i id ver cnt]} {
+            set in [expr {$i == $n}]
+            if {$in} { set d [dict create id $id version $ver count $cnt pins [dict create]] }
+        } elseif {$in && [regexp {^pin (\d+) (0x[0-9a-f]{16})$} $line -> p v]} {
+            dict set d pins $p $v
+        }
+    }
+    if {$out ne "" && [dict size $d] == 0} { fail "irqoracle ioapic" "no I/O APIC $n in: [brief $out]" }
+    return $d
+}
+
+# N MSI-X table entries at guest-physical ADDR: a dict I -> dict {address 0x%016x data 0x%08x
+# mask masked|unmasked} (plus pending yes|no with PBA, the pending-bit array's address).
+proc oracle_msix {addr n {pba ""}} {
+    set argv [list python3 $::irqoracle_py msix $::proof(sock) $addr $n]
+    if {$pba ne ""} { lappend argv --pba $pba }
+    set d [dict create]
+    foreach line [split [qmp_run $argv "irqoracle msix $addr $n $pba"] "\n"] {
+        if {[regexp {^entry (\d+) address (\S+) data (\S+) (masked|unmasked)(?: pending (yes|no))?$} \
+                 $line -> i a v m p]} {
+            dict set d $i [dict create address $a data $v mask $m pending $p]
+        }
+    }
+    return $d
+}
+
+# The CPUs: a dict cpu-index -> APIC ID (decimal), from query-cpus-fast and qom-get apic-id.
+proc oracle_cpus {} {
+    set d [dict create]
+    foreach line [split [qmp_run [list python3 $::irqoracle_py cpus $::proof(sock)] \
+                             "irqoracle cpus"] "\n"] {
+        if {[regexp {^(\d+) (\d+)$} $line -> i a]} { dict set d $i $a }
+    }
+    return $d
+}
+
+# The process id of the running QEMU ("" when none runs).
+proc qemu_pid {} {
+    if {!$::proof(running)} { return "" }
+    return $::proof(pid)
+}
+
+# Host CPU time QEMU burns over SECONDS, in percent of one core (expect/idlecost.py), e.g.
+# 0.85; "" and a FAIL when it cannot be measured. The guest should sit at the prompt.
+proc idle_cost {seconds} {
+    set name "idle cost over $seconds s"
+    set pid [qemu_pid]
+    if {$pid eq ""} {
+        fail $name "QEMU is not running"
+        return ""
+    }
+    set argv [list python3 $::idlecost_py $pid $seconds]
+    if {[catch {exec -ignorestderr -- timeout [expr {int($seconds) + 15}] {*}$argv 2>@1} out]} {
+        fail $name [brief $out]
+        return ""
+    }
+    send_log "\n#### idlecost.py $pid $seconds -> $out\n"
+    if {![regexp {^idle cost: ([0-9.]+)% of one core over } $out -> pct]} {
+        fail $name "unexpected answer: [brief $out]"
+        return ""
+    }
+    return $pct
 }
 
 # ---------------------------------------------------------------- begin / end
