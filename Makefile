@@ -6,6 +6,7 @@
 #   make run-uefi   the same under OVMF
 #   make test       host tests, lints, every expect proof; ends with "N passed, N failed"
 #   make bench      every benchmark
+#   make fuzz       every fuzz target for FUZZ_TIME (60) seconds
 #   make gdb        boot paused with QEMU's gdbstub and attach GDB
 # QEMU_EXTRA="..." adds QEMU arguments to every run target.
 
@@ -32,7 +33,7 @@ SETUP_STAMP := $(BUILD)/.setup-done
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup kernel iso iso-limine run run-uefi run-limine test test-host test-proofs lint \
-        bench bench-boot bench-pci bench-blk gdb clean
+        bench bench-boot bench-pci bench-blk bench-irq fuzz gdb clean
 
 all: $(KERNEL_ELF)
 
@@ -115,7 +116,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk
+bench: bench-boot bench-pci bench-blk bench-irq
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -125,6 +126,19 @@ bench-pci: $(ISO)
 
 bench-blk: $(ISO)
 	scripts/bench-blk.sh
+
+bench-irq: $(ISO)
+	scripts/bench-irq.sh
+
+# Every cargo-fuzz target for FUZZ_TIME seconds each, into scratch corpora under build/fuzz
+# (fuzz/corpus keeps the checked-in seeds). Installs cargo-fuzz when it is missing.
+FUZZ_TIME ?= 60
+fuzz: $(SETUP_STAMP)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in $$(cargo fuzz list); do \
+	  mkdir -p ../$(BUILD)/fuzz/$$t && \
+	  cargo fuzz run $$t ../$(BUILD)/fuzz/$$t corpus/$$t -- -max_total_time=$(FUZZ_TIME) || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD) target

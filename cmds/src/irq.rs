@@ -44,6 +44,18 @@ pub struct IoApicInfo {
     pub entries: Vec<u64>,
 }
 
+/// Where one PCI function's INTx pin lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntxLine {
+    /// "00:03.0"
+    pub bdf: String,
+    /// 'A'..'D'
+    pub pin: char,
+    /// "GSI 16 level high (\_SB.GSIA)" plus the swizzle steps and the vector when in use, or
+    /// why it has no route.
+    pub route: Result<String, String>,
+}
+
 /// What the interrupt commands need from the machine.
 pub trait IrqHost {
     /// Every routed vector with its count, sorted by vector.
@@ -52,6 +64,9 @@ pub trait IrqHost {
     fn apic_info(&mut self) -> Result<ApicInfo, CmdError>;
     /// Every I/O APIC, in MADT order.
     fn ioapics(&mut self) -> Vec<IoApicInfo>;
+    /// Every PCI function with an interrupt pin and where ACPI `_PRT` routes it; `Err` when
+    /// there is no routing table at all (no ACPI, or its `_PRT` failed).
+    fn intx_routes(&mut self) -> Result<Vec<IntxLine>, String>;
 }
 
 const IRQ_USAGE: &str = "irq [route]";
@@ -139,6 +154,7 @@ fn irq<S: IrqHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
 
 fn route<S: IrqHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let routes = s.irq_routes();
+    outln!(o, "vectors (source -> mechanism -> vector -> CPU):");
     for r in &routes {
         outln!(
             o,
@@ -149,6 +165,21 @@ fn route<S: IrqHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
             r.apic_id,
             r.count
         );
+    }
+    match s.intx_routes() {
+        Ok(lines) => {
+            outln!(o, "PCI INTx (ACPI _PRT):");
+            if lines.is_empty() {
+                outln!(o, "  no PCI function has an interrupt pin");
+            }
+            for l in lines {
+                match l.route {
+                    Ok(r) => outln!(o, "  {} INT{} -> {}", l.bdf, l.pin, r),
+                    Err(e) => outln!(o, "  {} INT{} -> no route: {}", l.bdf, l.pin, e),
+                }
+            }
+        }
+        Err(e) => outln!(o, "PCI INTx: no routing table: {}", e),
     }
     Ok(())
 }
@@ -320,6 +351,23 @@ mod tests {
         fn ioapics(&mut self) -> Vec<IoApicInfo> {
             self.chips.clone()
         }
+        fn intx_routes(&mut self) -> Result<Vec<IntxLine>, String> {
+            if self.chips.is_empty() {
+                return Err("_PRT: the AML interpreter faulted".into());
+            }
+            Ok(vec![
+                IntxLine {
+                    bdf: "00:03.0".into(),
+                    pin: 'A',
+                    route: Ok("GSI 16 level high (\\_SB.GSIA) -> vector 0x42".into()),
+                },
+                IntxLine {
+                    bdf: "01:00.0".into(),
+                    pin: 'B',
+                    route: Err("no _PRT entry for 0000:00:1c INTC".into()),
+                },
+            ])
+        }
     }
 
     fn host() -> Host {
@@ -384,6 +432,13 @@ mod tests {
         assert!(out.contains(
             "COM1 (ISA IRQ 4, GSI 4) -> I/O APIC 0 pin 4 -> vector 0x34 -> CPU 0 (12 interrupts)"
         ));
+        assert!(out.contains(
+            "PCI INTx (ACPI _PRT):\n  00:03.0 INTA -> GSI 16 level high (\\_SB.GSIA) -> vector 0x42\n  01:00.0 INTB -> no route: no _PRT entry for 0000:00:1c INTC\n"
+        ));
+        let mut h = host();
+        h.chips.clear();
+        let (_, out) = run(&mut h, "irq route");
+        assert!(out.ends_with("PCI INTx: no routing table: _PRT: the AML interpreter faulted\n"));
         assert!(run(&mut host(), "irq bogus").0.is_err());
     }
 

@@ -41,16 +41,65 @@ pub fn pci(acpi: Option<&Acpi>) -> Result<Pci, String> {
     Ok(pci)
 }
 
+/// The kernel's interrupt layer without message-signalled vectors: what `virtio_irq=intx`
+/// hands drivers, so they take their INTx fallback.
+struct IntxOnly;
+
+impl capmon_hal::Interrupts for IntxOnly {
+    fn alloc_msi(
+        &self,
+        _: capmon_hal::IrqOwner,
+        _: capmon_hal::Mechanism,
+        _: &str,
+    ) -> Option<capmon_hal::IrqVector> {
+        None
+    }
+    fn alloc_intx(
+        &self,
+        owner: capmon_hal::IrqOwner,
+        pin: u8,
+        label: &str,
+    ) -> Option<capmon_hal::IrqVector> {
+        crate::irq::KERNEL_IRQ.alloc_intx(owner, pin, label)
+    }
+    fn free(&self, v: &capmon_hal::IrqVector) {
+        crate::irq::KERNEL_IRQ.free(v)
+    }
+    fn wait_for(&self, event: &capmon_hal::IrqEvent, seen: u64) {
+        crate::irq::KERNEL_IRQ.wait_for(event, seen)
+    }
+    fn end_intx(&self, v: &capmon_hal::IrqVector) {
+        crate::irq::KERNEL_IRQ.end_intx(v)
+    }
+}
+
+static INTX_ONLY: IntxOnly = IntxOnly;
+
+/// Which completion virtio drivers may use: `virtio_irq=auto` (default: MSI-X, then INTx,
+/// then polling), `intx` (INTx, then polling) or `poll`. Interrupts need the local APIC.
+fn virtio_irq(bi: &BootInfo) -> Option<&'static dyn capmon_hal::Interrupts> {
+    if !crate::irq::ready() {
+        return None;
+    }
+    match bi.cmdline_value("virtio_irq") {
+        None | Some("auto") => Some(&crate::irq::KERNEL_IRQ),
+        Some("intx") => Some(&INTX_ONLY),
+        Some("poll") => None,
+        Some(v) => {
+            log::warn!("virtio_irq={}: not auto, intx or poll; using auto", v);
+            Some(&crate::irq::KERNEL_IRQ)
+        }
+    }
+}
+
 /// Probes every virtio function; block devices join the registry as `vda`, `vdb`, ...
-pub fn virtio(pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunction> {
+pub fn virtio(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunction> {
     let bars = PhysMapBars(&KernelPhysMap);
     let mut found = Vec::new();
+    let irq = virtio_irq(bi);
     for f in pci.enumerate().functions {
         let bdf = f.bdf();
         let Ok(cfg) = pci.function(bdf) else { continue };
-        // Interrupt-driven completion needs the local APIC; without it the driver polls.
-        let irq: Option<&'static dyn capmon_hal::Interrupts> =
-            crate::irq::ready().then_some(&crate::irq::KERNEL_IRQ);
         let Some(p) = capmon_virtio::probe(bdf, &cfg, &bars, &DMA, &CLOCK, irq) else {
             continue;
         };

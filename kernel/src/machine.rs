@@ -16,7 +16,7 @@ use capmon_shell::CmdError;
 pub struct Machine {
     pub boot: &'static BootInfo,
     /// The ACPI tables, or why there are none.
-    pub acpi: Result<Acpi, String>,
+    pub acpi: &'static Result<Acpi, String>,
     /// PCI config-space access, or why there is none.
     pub pci: Result<capmon_pci::Pci, String>,
     pub blk: capmon_block::Registry,
@@ -24,7 +24,7 @@ pub struct Machine {
 }
 
 /// The hardware the AML interpreter and power code may touch.
-fn acpi_hw() -> AcpiHw<'static> {
+pub fn acpi_hw() -> AcpiHw<'static> {
     AcpiHw {
         mem: &KernelPhysMap,
         io: &KernelPorts,
@@ -337,6 +337,47 @@ impl capmon_cmds::irq::IrqHost for Machine {
             timer: lapic::timer_summary(),
             ticks: lapic::ticks(),
         })
+    }
+
+    fn intx_routes(&mut self) -> Result<Vec<capmon_cmds::irq::IntxLine>, String> {
+        use crate::irq::intx;
+        intx::with_routing(|r| r.as_ref().map(|_| ()).map_err(|e| e.clone()))?;
+        let Ok(pci) = self.pci.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let mut lines = Vec::new();
+        for f in pci.enumerate().functions {
+            let bdf = f.bdf();
+            let pin = pci.read(bdf, 0x3d, capmon_pci::Width::Byte).unwrap_or(0) as u8;
+            if !(1..=4).contains(&pin) {
+                continue;
+            }
+            let route = intx::route_of(bdf, pin).map(|(r, steps)| {
+                let mut s = format!("GSI {} {} {}", r.gsi, r.trigger.name(), r.polarity.name());
+                if let Some(link) = &r.source {
+                    s.push_str(&format!(" ({})", link));
+                }
+                for st in steps {
+                    s.push(' ');
+                    s.push_str(&st);
+                }
+                if let Some(v) = intx::vector_of(r.gsi) {
+                    s.push_str(&format!(" -> vector {:#04x}", v));
+                }
+                s
+            });
+            lines.push(capmon_cmds::irq::IntxLine {
+                bdf: crate::irq::bdf_name(
+                    (bdf.segment as u32) << 16
+                        | (bdf.bus as u32) << 8
+                        | (bdf.device() as u32) << 3
+                        | bdf.function() as u32,
+                ),
+                pin: (b'A' + pin - 1) as char,
+                route,
+            });
+        }
+        Ok(lines)
     }
 
     fn ioapics(&mut self) -> Vec<capmon_cmds::irq::IoApicInfo> {

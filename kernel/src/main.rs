@@ -83,11 +83,20 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         Ok(a) => log::info!("ACPI: {} tables", a.tables().len()),
         Err(e) => log::error!("ACPI: {}", e),
     }
+    // The tables live as long as the kernel: interrupt routing reads them after boot.
+    let acpi: &'static Result<capmon_acpi::Acpi, alloc::string::String> =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(acpi));
+    if let Ok(a) = acpi {
+        irq::intx::set_acpi(a);
+    }
     irq::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
     let virtio = match &pci {
-        Ok(pci) => board::virtio(pci, &mut blk),
+        Ok(pci) => {
+            irq::intx::set_topology(&pci.enumerate());
+            board::virtio(bi, pci, &mut blk)
+        }
         Err(_) => alloc::vec::Vec::new(),
     };
     board::ram_disk(bi, &mut blk);

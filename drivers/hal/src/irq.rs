@@ -103,6 +103,12 @@ pub trait Interrupts: Sync {
     }
     /// Gives a vector back (the device no longer raises it).
     fn free(&self, v: &IrqVector);
+    /// INTx only: the driver has deasserted its line (virtio: read ISR). A level-triggered
+    /// line is masked from its interrupt until this call, so it cannot fire again and again
+    /// before the driver runs; this unmasks it. A no-op for message-signalled vectors.
+    fn end_intx(&self, v: &IrqVector) {
+        let _ = v;
+    }
     /// Halts the CPU until an interrupt arrives, unless `event` has already moved past
     /// `seen` (checked with interrupts off, so a wakeup between the check and the halt is
     /// never lost). A periodic tick bounds the sleep, so callers may loop on a deadline.
@@ -272,6 +278,21 @@ mod tests {
         Box::leak(Box::new(t))
     }
 
+    /// An event, a fake interrupt layer that signals it every `every` halts, and a waiter.
+    fn setup(every: u64, m: Mechanism) -> (&'static IrqEvent, &'static FakeIrq, Interrupt) {
+        let event = leak(IrqEvent::new());
+        let irq = leak(FakeIrq {
+            waits: AtomicU64::new(0),
+            every,
+            event,
+        });
+        let clock = leak(StepClock(AtomicU64::new(0)));
+        let v = irq
+            .alloc_msi(IrqOwner { bdf: 0, source: 0 }, m, "t")
+            .unwrap();
+        (event, irq, Interrupt::new(irq, clock, &v, m))
+    }
+
     #[test]
     fn polling_times_out_and_succeeds() {
         let clock = leak(StepClock(AtomicU64::new(0)));
@@ -293,17 +314,7 @@ mod tests {
 
     #[test]
     fn interrupt_waits_until_signalled_and_counts() {
-        let event = leak(IrqEvent::new());
-        let irq = leak(FakeIrq {
-            waits: AtomicU64::new(0),
-            every: 3,
-            event,
-        });
-        let clock = leak(StepClock(AtomicU64::new(0)));
-        let v = irq
-            .alloc_msi(IrqOwner { bdf: 0, source: 0 }, Mechanism::MsiX, "t")
-            .unwrap();
-        let mut w = Interrupt::new(irq, clock, &v, Mechanism::MsiX);
+        let (event, irq, mut w) = setup(3, Mechanism::MsiX);
         // Done once two interrupts have arrived: spurious wakeups in between just loop.
         assert!(w.wait(10_000_000, &mut || event.count() >= 2));
         assert_eq!(w.interrupts(), 2);
@@ -314,17 +325,7 @@ mod tests {
 
     #[test]
     fn interrupt_times_out_without_signal() {
-        let event = leak(IrqEvent::new());
-        let irq = leak(FakeIrq {
-            waits: AtomicU64::new(0),
-            every: u64::MAX,
-            event,
-        });
-        let clock = leak(StepClock(AtomicU64::new(0)));
-        let v = irq
-            .alloc_msi(IrqOwner { bdf: 0, source: 0 }, Mechanism::Msi, "t")
-            .unwrap();
-        let mut w = Interrupt::new(irq, clock, &v, Mechanism::Msi);
+        let (_, _, mut w) = setup(u64::MAX, Mechanism::Msi);
         assert!(!w.wait(50_000, &mut || false));
         assert_eq!(w.interrupts(), 0);
     }
@@ -333,17 +334,7 @@ mod tests {
     fn a_completion_racing_the_check_is_not_slept_through() {
         // The device completes right after done() said no: the count moved, so wait_for
         // returns without halting and the next check sees it.
-        let event = leak(IrqEvent::new());
-        let irq = leak(FakeIrq {
-            waits: AtomicU64::new(0),
-            every: u64::MAX,
-            event,
-        });
-        let clock = leak(StepClock(AtomicU64::new(0)));
-        let v = irq
-            .alloc_msi(IrqOwner { bdf: 0, source: 0 }, Mechanism::MsiX, "t")
-            .unwrap();
-        let mut w = Interrupt::new(irq, clock, &v, Mechanism::MsiX);
+        let (event, irq, mut w) = setup(u64::MAX, Mechanism::MsiX);
         let mut checks = 0;
         assert!(w.wait(10_000_000, &mut || {
             checks += 1;

@@ -447,11 +447,16 @@ impl VirtioBlk {
     fn wait_one(&mut self) -> Result<(u16, u32), BlkError> {
         let (queue, transport) = (&self.queue, &self.transport);
         let read_isr = self.wakeup.read_isr;
+        let ack = self.wakeup.intx_ack();
         let done = &mut || {
             // INTx: reading ISR is what deasserts the line (§4.1.4.5), so the waiter does it on
-            // every wakeup; with MSI-X the driver must not (it would race other queues).
+            // every wakeup, then lets the interrupt layer unmask the line; with MSI-X the
+            // driver must not (it would race other queues).
             if read_isr {
                 transport.isr();
+                if let Some((irq, v)) = &ack {
+                    irq.end_intx(v);
+                }
             }
             queue.has_used()
         };

@@ -72,6 +72,13 @@ impl Wakeup {
         }
     }
 
+    /// INTx: what ends an interrupt once ISR has been read (the interrupt layer unmasks the
+    /// line); `None` for MSI-X and polling.
+    pub(crate) fn intx_ack(&self) -> Option<(&'static dyn Interrupts, IrqVector)> {
+        let v = self.vectors.as_ref()?;
+        self.read_isr.then_some((v.irq, v.queue))
+    }
+
     /// The vector request queue 0's completions arrive on.
     pub fn queue_vector(&self) -> Option<&IrqVector> {
         self.vectors.as_ref().map(|v| &v.queue)

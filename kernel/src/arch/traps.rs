@@ -568,6 +568,11 @@ pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
     }
 }
 
+/// Whether a guarded call is running.
+pub fn in_guarded() -> bool {
+    !ACTIVE_GUARD.load(Ordering::SeqCst).is_null()
+}
+
 /// From the panic handler: abandons the running command, if any.
 pub fn abort_guarded_command() {
     let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);

@@ -59,9 +59,26 @@ pub fn init(m: &Madt) {
     *OVERRIDES.lock() = m.overrides.clone();
 }
 
-/// Runs `f` on the I/O APICs.
+/// Runs `f` on the I/O APICs. Interrupts stay off meanwhile: an INTx handler masks its pin
+/// through the same lock, and must not find it held by the code it interrupted.
 pub fn with_chips<R>(f: impl FnOnce(&[Chip]) -> R) -> R {
-    f(&CHIPS.lock())
+    x86_64::instructions::interrupts::without_interrupts(|| f(&CHIPS.lock()))
+}
+
+fn mask_gsi(chips: &[Chip], gsi: u32, masked: bool) {
+    if let Some(c) = chips.iter().find(|c| c.regs().serves(gsi)) {
+        c.regs().set_masked(gsi - c.gsi_base, masked);
+    }
+}
+
+/// Masks or unmasks the pin serving `gsi`.
+pub fn set_gsi_masked(gsi: u32, masked: bool) {
+    with_chips(|c| mask_gsi(c, gsi, masked));
+}
+
+/// The same from an interrupt handler (interrupts already off).
+pub fn set_gsi_masked_irq(gsi: u32, masked: bool) {
+    mask_gsi(&CHIPS.lock(), gsi, masked);
 }
 
 /// Routes ISA `irq` to vector 0x30 + irq on the boot CPU, unmasked; the route it took.
@@ -90,25 +107,26 @@ pub fn route_gsi(gsi: u32, vector: u8, level: bool, active_low: bool) -> Result<
             dest
         ));
     }
-    let chips = CHIPS.lock();
-    let chip = chips
-        .iter()
-        .find(|c| c.regs().serves(gsi))
-        .ok_or_else(|| format!("no I/O APIC serves GSI {}", gsi))?;
-    let pin = gsi - chip.gsi_base;
-    chip.regs().set_entry(
-        pin,
-        Redirection {
-            vector,
-            delivery: DeliveryMode::Fixed,
-            logical: false,
-            pending: false,
-            active_low,
-            remote_irr: false,
-            level,
-            masked: false,
-            dest: dest as u8,
-        },
-    );
-    Ok(format!("I/O APIC {} pin {}", chip.id, pin))
+    with_chips(|chips| {
+        let chip = chips
+            .iter()
+            .find(|c| c.regs().serves(gsi))
+            .ok_or_else(|| format!("no I/O APIC serves GSI {}", gsi))?;
+        let pin = gsi - chip.gsi_base;
+        chip.regs().set_entry(
+            pin,
+            Redirection {
+                vector,
+                delivery: DeliveryMode::Fixed,
+                logical: false,
+                pending: false,
+                active_low,
+                remote_irr: false,
+                level,
+                masked: false,
+                dest: dest as u8,
+            },
+        );
+        Ok(format!("I/O APIC {} pin {}", chip.id, pin))
+    })
 }

@@ -13,6 +13,7 @@
 //!   0xec         the local APIC timer tick
 //!   0xfe         local APIC error
 //!   0xff         local APIC spurious
+pub mod intx;
 pub mod ioapic;
 pub mod lapic;
 mod pic;
@@ -70,6 +71,7 @@ pub extern "C" fn dispatch(vector: u64) {
     let v = (vector & 0xff) as usize;
     COUNTS[v].fetch_add(1, Ordering::Relaxed);
     EVENTS[v].signal();
+    intx::on_interrupt(v as u8);
     let h = HANDLERS[v].load(Ordering::Acquire);
     if h != 0 {
         // SAFETY: HANDLERS only ever holds addresses of `fn()` items (see `set_handler`).
@@ -100,6 +102,18 @@ pub fn event(vector: u8) -> &'static IrqEvent {
 /// Whether interrupts are delivered (the local APIC is up and its tick runs).
 pub fn ready() -> bool {
     READY.load(Ordering::Acquire)
+}
+
+/// A device vector from the allocator (no route yet).
+pub fn alloc_vector() -> Option<u8> {
+    STATE.lock().vectors.alloc()
+}
+
+/// Frees a device vector and drops its routing-table lines.
+pub fn free_vector(v: u8) {
+    let mut s = STATE.lock();
+    s.vectors.free(v);
+    s.routes.retain(|r| r.vector != v);
 }
 
 /// Adds a line to the routing table.
@@ -221,10 +235,19 @@ impl Interrupts for KernelIrq {
         })
     }
 
+    fn alloc_intx(&self, owner: IrqOwner, pin: u8, label: &str) -> Option<IrqVector> {
+        intx::alloc(owner, pin, label)
+    }
+
     fn free(&self, v: &IrqVector) {
-        let mut s = STATE.lock();
-        s.vectors.free(v.vector);
-        s.routes.retain(|r| r.vector != v.vector);
+        // A shared INTx line keeps its vector while other functions use it.
+        if !intx::free(v) {
+            free_vector(v.vector);
+        }
+    }
+
+    fn end_intx(&self, v: &IrqVector) {
+        intx::end(v);
     }
 
     fn wait_for(&self, event: &IrqEvent, seen: u64) {
