@@ -154,10 +154,11 @@ proc blk_queue {{q 0} {path /machine/peripheral/vblk0/virtio-backend}} {
     return [kv_dict [qmp_run $argv "x-query-virtio-queue-status $path $q"]]
 }
 
-# A row of `virtio queues DEV`: queue size avail used free notified completed.
+# A row of `virtio queues DEV`: queue size avail used free notified completed [vector interrupts].
 proc blk_guest_queue {text {q 0}} {
     foreach line [split $text "\n"] {
-        if {[regexp {^(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$} $line -> \
+        # Then the queue's interrupt vector and count, or "-" for both when it polls.
+        if {[regexp {^(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)(?:\s+(?:0x[0-9a-f]+|-)\s+(?:\d+|-))?$} $line -> \
                  i size avail used free notified completed] && $i == $q} {
             return [dict create size $size avail $avail used $used free $free \
                         notified $notified completed $completed]
