@@ -33,7 +33,7 @@ SETUP_STAMP := $(BUILD)/.setup-done
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup kernel iso iso-limine run run-uefi run-limine test test-host test-proofs lint \
-        bench bench-boot bench-pci bench-blk bench-irq fuzz gdb clean
+        bench bench-boot bench-pci bench-blk bench-irq bench-smp fuzz gdb clean
 
 all: $(KERNEL_ELF)
 
@@ -116,7 +116,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk bench-irq
+bench: bench-boot bench-pci bench-blk bench-irq bench-smp
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -129,6 +129,9 @@ bench-blk: $(ISO)
 
 bench-irq: $(ISO)
 	scripts/bench-irq.sh
+
+bench-smp: $(ISO)
+	scripts/bench-smp.sh
 
 # Every cargo-fuzz target for FUZZ_TIME seconds each, into scratch corpora under build/fuzz
 # (fuzz/corpus keeps the checked-in seeds). Installs cargo-fuzz when it is missing.

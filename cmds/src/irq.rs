@@ -15,8 +15,8 @@ pub struct RouteLine {
     pub vector: u8,
     pub source: String,
     pub mechanism: String,
-    /// Target CPU (APIC ID).
-    pub apic_id: u32,
+    /// Target CPU (APIC ID); `None` when every CPU takes the vector (LAPIC timer, IPIs).
+    pub apic_id: Option<u32>,
     pub count: u64,
 }
 
@@ -138,7 +138,7 @@ fn irq<S: IrqHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
                     r.vector,
                     r.source,
                     r.mechanism,
-                    r.apic_id,
+                    cpu_col(r.apic_id),
                     r.count
                 );
             }
@@ -152,17 +152,28 @@ fn irq<S: IrqHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     }
 }
 
+/// The `cpu` column: an APIC ID, or "all" for vectors every CPU takes.
+fn cpu_col(id: Option<u32>) -> String {
+    match id {
+        Some(id) => alloc::format!("{}", id),
+        None => String::from("all"),
+    }
+}
+
 fn route<S: IrqHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let routes = s.irq_routes();
     outln!(o, "vectors (source -> mechanism -> vector -> CPU):");
     for r in &routes {
         outln!(
             o,
-            "{} -> {} -> vector {:#04x} -> CPU {} ({} interrupts)",
+            "{} -> {} -> vector {:#04x} -> {} ({} interrupts)",
             r.source,
             r.mechanism,
             r.vector,
-            r.apic_id,
+            match r.apic_id {
+                Some(id) => alloc::format!("CPU {}", id),
+                None => String::from("every CPU"),
+            },
             r.count
         );
     }
@@ -331,14 +342,14 @@ mod tests {
                     vector: 0x34,
                     source: "COM1 (ISA IRQ 4, GSI 4)".into(),
                     mechanism: "I/O APIC 0 pin 4".into(),
-                    apic_id: 0,
+                    apic_id: Some(0),
                     count: 12,
                 },
                 RouteLine {
                     vector: 0xec,
                     source: "LAPIC timer".into(),
                     mechanism: "LAPIC".into(),
-                    apic_id: 0,
+                    apic_id: None,
                     count: 345,
                 },
             ]
@@ -427,6 +438,7 @@ mod tests {
         assert!(lines[1].contains("I/O APIC 0 pin 4"));
         assert!(lines[1].ends_with("   0         12"));
         assert!(lines[2].starts_with("0xec    LAPIC timer"));
+        assert!(lines[2].ends_with(" all        345"), "{}", lines[2]);
         let (r, out) = run(&mut host(), "irq route");
         assert_eq!(r, Ok(()));
         assert!(out.contains(

@@ -10,6 +10,7 @@ pub mod acpi;
 pub mod blk;
 pub mod irq;
 pub mod pci;
+pub mod smp;
 pub mod sys;
 pub mod virtio;
 
@@ -18,7 +19,13 @@ use capmon_shell::Command;
 
 /// Everything the monitor's commands need from the machine.
 pub trait System:
-    sys::PlatformHost + acpi::AcpiHost + pci::PciHost + blk::BlkHost + virtio::VirtioHost + irq::IrqHost
+    sys::PlatformHost
+    + acpi::AcpiHost
+    + pci::PciHost
+    + blk::BlkHost
+    + virtio::VirtioHost
+    + irq::IrqHost
+    + smp::SmpHost
 {
 }
 
@@ -28,7 +35,8 @@ impl<
             + pci::PciHost
             + blk::BlkHost
             + virtio::VirtioHost
-            + irq::IrqHost,
+            + irq::IrqHost
+            + smp::SmpHost,
     > System for T
 {
 }
@@ -38,6 +46,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     let mut v = sys::commands::<S>();
     v.extend(acpi::commands::<S>());
     v.extend(irq::commands::<S>());
+    v.extend(smp::commands::<S>());
     v.extend(pci::commands::<S>());
     v.extend(virtio::commands::<S>());
     v.extend(blk::commands::<S>());

@@ -59,6 +59,10 @@ pub trait PlatformHost {
     ) -> Result<(), String>;
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
     fn uptime_ns(&self) -> u64;
+    /// Timer ticks on this CPU and the tick rate (Hz), when a periodic tick runs.
+    fn ticks(&self) -> Option<(u64, u64)> {
+        None
+    }
     fn log_level(&self) -> &'static str;
     fn set_log_level(&mut self, level: &str) -> bool;
     /// Resets the machine; returns only if every method failed, saying why.
@@ -457,6 +461,11 @@ fn cpuid<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResu
         l1[1] >> 24,
         (l1[1] >> 16) & 0xff
     );
+    // The initial APIC ID above is 8 bits; leaf 0xB gives the whole 32-bit x2APIC ID (SDM
+    // Vol. 3A §11.12.8.1), which is what tells CPU 256 from CPU 0.
+    if max_leaf >= 0xb && s.cpuid(0xb, 0)[1] != 0 {
+        outln!(o, "x2apic id: {}", s.cpuid(0xb, 0)[3]);
+    }
     let mut line = String::from("features:");
     for &(leaf, sub, reg, bit, name) in FEATURES {
         let present = if leaf >= 0x8000_0000 {
@@ -486,6 +495,9 @@ fn uptime<S: PlatformHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdRes
         ns / 1_000_000_000,
         ns / 1000 % 1_000_000
     );
+    if let Some((ticks, hz)) = s.ticks() {
+        outln!(o, "ticks: {} at {} Hz", ticks, hz);
+    }
     Ok(())
 }
 
@@ -643,6 +655,9 @@ mod tests {
         fn uptime_ns(&self) -> u64 {
             1_500_000_000
         }
+        fn ticks(&self) -> Option<(u64, u64)> {
+            Some((150, 100))
+        }
         fn log_level(&self) -> &'static str {
             "info"
         }
@@ -744,7 +759,10 @@ mod tests {
     fn small_commands() {
         let mut h = host();
         assert_eq!(run(&mut h, "echo a  \"b c\"").unwrap(), "a b c\n");
-        assert_eq!(run(&mut h, "uptime").unwrap(), "up 1.500000 s\n");
+        assert_eq!(
+            run(&mut h, "uptime").unwrap(),
+            "up 1.500000 s\nticks: 150 at 100 Hz\n"
+        );
         assert_eq!(run(&mut h, "log").unwrap(), "log level: info\n");
         assert!(
             matches!(run(&mut h, "log loud"), Err(CmdError::BadArg(m)) if m.contains("unknown level"))

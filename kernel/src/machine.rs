@@ -234,6 +234,10 @@ impl PlatformHost for Machine {
         crate::time::now_ns()
     }
 
+    fn ticks(&self) -> Option<(u64, u64)> {
+        crate::irq::ready().then(|| (crate::irq::lapic::ticks(), crate::irq::lapic::TICK_HZ))
+    }
+
     fn log_level(&self) -> &'static str {
         match log::max_level() {
             log::LevelFilter::Off => "off",
@@ -397,4 +401,116 @@ impl capmon_cmds::irq::IrqHost for Machine {
                 .collect()
         })
     }
+}
+
+impl capmon_cmds::smp::SmpHost for Machine {
+    fn cpus(&mut self) -> Vec<capmon_cmds::smp::CpuLine> {
+        use core::sync::atomic::Ordering::Relaxed;
+        crate::smp::cpus()
+            .iter()
+            .map(|c| capmon_cmds::smp::CpuLine {
+                index: c.index as usize,
+                apic_id: c.apic_id(),
+                state: c.state().name(),
+                ticks: c.ticks.load(Relaxed),
+                idle_permille: if c.is_online() { c.idle_permille() } else { 0 },
+                ipis: c.ipis.load(Relaxed),
+                nmis: c.nmis.load(Relaxed),
+            })
+            .collect()
+    }
+
+    fn bring_up(&mut self) -> capmon_cmds::smp::BringUpInfo {
+        let b = crate::smp::bring_up();
+        capmon_cmds::smp::BringUpInfo {
+            method: b.map_or("none", |b| b.method),
+            started: b.map_or(0, |b| b.started),
+            disabled: b.map_or(0, |b| b.disabled),
+            time_ns: crate::smp::bring_up_ns(),
+            trampoline: b.and_then(|b| b.trampoline),
+            resent: b.map_or(0, |b| b.resent),
+            notes: b.map(|b| b.notes.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn this_cpu(&self) -> usize {
+        crate::smp::percpu::this().index as usize
+    }
+
+    fn ipi_round_trips(
+        &mut self,
+        cpu: usize,
+        rounds: usize,
+    ) -> Result<capmon_cmds::smp::RoundTrips, CmdError> {
+        let c = smp_cpu(cpu)?;
+        let (samples_ns, lost) = crate::smp::ipi::round_trips(c, rounds);
+        Ok(capmon_cmds::smp::RoundTrips { samples_ns, lost })
+    }
+
+    fn ipi_nmi(&mut self, cpu: usize) -> Result<Option<u64>, CmdError> {
+        Ok(crate::smp::ipi::nmi(smp_cpu(cpu)?))
+    }
+
+    fn run_on(
+        &mut self,
+        cpu: usize,
+        line: &str,
+        timeout_ms: u64,
+    ) -> Result<capmon_cmds::smp::OnOutput, CmdError> {
+        use crate::smp::ipi::RunError;
+        let c = smp_cpu(cpu)?;
+        match crate::smp::ipi::run_on(c, self, line, timeout_ms * 1_000_000) {
+            Ok(r) => Ok(capmon_cmds::smp::OnOutput {
+                output: r.output,
+                faulted: r.outcome == capmon_shell::Outcome::Faulted,
+                stopped: r.stopped,
+            }),
+            Err(RunError::NotFromAp) => Err(CmdError::Failed(format!(
+                "on: only the boot CPU's monitor hands out commands (this is CPU {})",
+                crate::smp::percpu::this().index
+            ))),
+            Err(RunError::Busy(t)) => Err(CmdError::Failed(format!(
+                "CPU {} still runs a command given up on earlier",
+                t
+            ))),
+            Err(RunError::NotPickedUp) => Err(CmdError::Failed(format!(
+                "CPU {} did not pick the command up within {} ms",
+                cpu, timeout_ms
+            ))),
+            Err(RunError::Wedged) => Err(CmdError::Failed(format!(
+                "CPU {} overran {} ms and ignored the NMI sent to stop it: left running",
+                cpu, timeout_ms
+            ))),
+        }
+    }
+
+    fn tlb_test(&mut self) -> Result<capmon_cmds::smp::TlbReport, CmdError> {
+        let r = crate::smp::tlb::self_test().map_err(|e| CmdError::Failed(String::from(e)))?;
+        let (shootdowns, missed_acks, _) = crate::smp::tlb::stats();
+        Ok(capmon_cmds::smp::TlbReport {
+            cpus: r.cpus,
+            first: r.first,
+            stale: r.stale,
+            after: r.after,
+            shootdown_ns: r.shootdown_ns,
+            shootdowns,
+            missed_acks,
+        })
+    }
+}
+
+/// The online CPU with index `cpu`.
+fn smp_cpu(cpu: usize) -> Result<&'static crate::smp::percpu::PerCpu, CmdError> {
+    let c = crate::smp::cpus()
+        .get(cpu)
+        .copied()
+        .ok_or_else(|| CmdError::Failed(format!("no CPU {}", cpu)))?;
+    if !c.is_online() {
+        return Err(CmdError::Failed(format!(
+            "CPU {} is {}",
+            cpu,
+            c.state().name()
+        )));
+    }
+    Ok(c)
 }

@@ -15,11 +15,13 @@ mod machine;
 mod mem;
 mod monitor;
 mod power;
+mod smp;
 mod symbols;
 mod time;
 
 use boot::BootInfo;
 use core::arch::global_asm;
+use core::fmt::Write;
 use spin::Once;
 
 global_asm!(include_str!("boot/entry.s"));
@@ -38,6 +40,8 @@ extern "C" fn kmain_multiboot2(magic: u32, info_phys: u64) -> ! {
 /// Entered from `_start_limine` in boot/entry.s.
 #[unsafe(no_mangle)]
 extern "C" fn kmain_limine() -> ! {
+    // Before anything else: Limine's parked APs spin, which can starve the BSP (smp).
+    smp::limine_pen::enter();
     console::init();
     let mut bi = BootInfo::empty();
     let res = boot::limine::parse(&mut bi);
@@ -45,6 +49,7 @@ extern "C" fn kmain_limine() -> ! {
 }
 
 fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
+    smp::percpu::init_bsp();
     time::init();
     let level = bi
         .cmdline_value("log")
@@ -90,6 +95,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         irq::intx::set_acpi(a);
     }
     irq::init(bi, acpi.as_ref().ok());
+    smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
     let virtio = match &pci {
@@ -121,19 +127,28 @@ extern "C" fn run_monitor(machine: *mut u8) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    {
-        use core::fmt::Write;
-        let mut c = console::emergency();
+    arch::traps::with_report_sink(|c| {
         let _ = writeln!(c, "\n*** PANIC: {} ***", info.message());
         if let Some(l) = info.location() {
             let _ = writeln!(c, "at {}:{}:{}", l.file(), l.line(), l.column());
         }
-    }
-    // Inside a command: abandon it and return to the prompt. Otherwise halt.
+    });
+    // Inside a command: abandon it and return to the prompt. Otherwise halt (this CPU).
     arch::traps::abort_guarded_command();
-    let _ = core::fmt::Write::write_str(
-        &mut *console::emergency(),
-        "panic outside any command: system halted\n",
-    );
+    let cpu = smp::percpu::this();
+    if cpu.index == 0 {
+        let _ = writeln!(
+            console::emergency(),
+            "panic outside any command: system halted"
+        );
+    } else {
+        cpu.set_state(smp::percpu::CpuState::Halted);
+        let _ = writeln!(
+            console::emergency(),
+            "panic outside any command on CPU {}: CPU {} halted",
+            cpu.index,
+            cpu.index
+        );
+    }
     arch::traps::halt_forever()
 }

@@ -1,5 +1,7 @@
 //! GDT with a TSS whose interrupt stack table gives double fault, NMI and machine check their
-//! own stacks (a fault on a broken stack must still be reported).
+//! own stacks (a fault on a broken stack must still be reported). Every CPU has its own pair
+//! (a TSS is busy while loaded, and each CPU needs its own IST stacks); the selectors are the
+//! same on all of them, so the one IDT serves every CPU.
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -10,58 +12,96 @@ use x86_64::VirtAddr;
 pub const IST_DOUBLE_FAULT: u16 = 0;
 pub const IST_NMI: u16 = 1;
 pub const IST_MACHINE_CHECK: u16 = 2;
+const IST_SLOTS: [u16; 3] = [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK];
 const IST_STACK_SIZE: usize = 16 * 1024;
 
 #[repr(align(16))]
 struct Stack {
     _bytes: [u8; IST_STACK_SIZE],
 }
+/// The boot CPU's IST stacks (APs get theirs from the frame allocator).
 static mut IST_STACKS: [Stack; 3] = [const {
     Stack {
         _bytes: [0; IST_STACK_SIZE],
     }
 }; 3];
 
-static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<(
-    GlobalDescriptorTable,
-    SegmentSelector,
-    SegmentSelector,
-    SegmentSelector,
-)> = Once::new();
+/// One CPU's GDT and the selectors in it.
+pub struct CpuTables {
+    gdt: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
 
-pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
-            .iter()
-            .enumerate()
-        {
-            // SAFETY: each IST stack is used only by its own vector; we take its end address.
-            let top = unsafe { core::ptr::addr_of!(IST_STACKS[i]) as u64 } + IST_STACK_SIZE as u64;
-            tss.interrupt_stack_table[*slot as usize] = VirtAddr::new(top);
-        }
-        tss
-    });
-    let (gdt, code, data, tss_sel) = GDT.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
-        (gdt, code, data, tss_sel)
-    });
-    gdt.load();
-    // SAFETY: the selectors index the GDT just loaded.
-    unsafe {
-        CS::set_reg(*code);
-        SS::set_reg(*data);
-        DS::set_reg(*data);
-        ES::set_reg(*data);
-        load_tss(*tss_sel);
+static BSP_TSS: Once<TaskStateSegment> = Once::new();
+static BSP_TABLES: Once<CpuTables> = Once::new();
+
+fn tss_with_stacks(tops: [u64; 3]) -> TaskStateSegment {
+    let mut tss = TaskStateSegment::new();
+    for (slot, top) in IST_SLOTS.iter().zip(tops) {
+        tss.interrupt_stack_table[*slot as usize] = VirtAddr::new(top);
+    }
+    tss
+}
+
+fn tables_for(tss: &'static TaskStateSegment) -> CpuTables {
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss = gdt.append(Descriptor::tss_segment(tss));
+    CpuTables {
+        gdt,
+        code,
+        data,
+        tss,
     }
 }
 
-/// The kernel code selector (for IDT gates).
+/// The boot CPU's GDT and TSS, loaded.
+pub fn init() {
+    let tss = BSP_TSS.call_once(|| {
+        let mut tops = [0u64; 3];
+        for (i, t) in tops.iter_mut().enumerate() {
+            // SAFETY: each IST stack is used only by its own vector; we take its end address.
+            *t = unsafe { core::ptr::addr_of!(IST_STACKS[i]) as u64 } + IST_STACK_SIZE as u64;
+        }
+        tss_with_stacks(tops)
+    });
+    load(BSP_TABLES.call_once(|| tables_for(tss)));
+}
+
+/// A GDT and TSS for an application processor, with IST stacks from the frame allocator;
+/// `None` when memory is short. Built by the BSP, loaded by the AP with `load`.
+pub fn new_ap_tables() -> Option<&'static CpuTables> {
+    let frames = (IST_STACK_SIZE as u64).div_ceil(crate::mem::frames::FRAME);
+    let mut tops = [0u64; 3];
+    for t in tops.iter_mut() {
+        let phys = crate::mem::frames::alloc_zeroed(frames, 1)?;
+        *t = crate::mem::paging::phys_to_virt(phys) + IST_STACK_SIZE as u64;
+    }
+    let tss: &'static TaskStateSegment =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(tss_with_stacks(tops)));
+    Some(alloc::boxed::Box::leak(alloc::boxed::Box::new(tables_for(
+        tss,
+    ))))
+}
+
+/// Loads `t` on the calling CPU and reloads the segment registers and the task register.
+pub fn load(t: &'static CpuTables) {
+    t.gdt.load();
+    // SAFETY: the selectors index the GDT just loaded; its TSS descriptor is not busy (each
+    // CpuTables is loaded by one CPU, once).
+    unsafe {
+        CS::set_reg(t.code);
+        SS::set_reg(t.data);
+        DS::set_reg(t.data);
+        ES::set_reg(t.data);
+        load_tss(t.tss);
+    }
+}
+
+/// The kernel code selector (for IDT gates): the same in every CPU's GDT.
 pub fn code_selector() -> u16 {
-    GDT.get().map(|g| g.1 .0).unwrap_or(0x08)
+    BSP_TABLES.get().map(|g| g.code.0).unwrap_or(0x08)
 }

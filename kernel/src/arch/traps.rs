@@ -5,11 +5,17 @@
 //! frame (error code or 0, vector number, then all general registers). `trap_dispatch` prints the report; if
 //! a guarded command is running, it rewrites the frame so that `iretq` resumes at the guard's
 //! saved context (a longjmp), otherwise it halts.
+//!
+//! The guard is per CPU (`PerCpu::guard`): a fault on an AP resumes the command that AP runs.
+//! A CPU whose command output is captured (`on`) has its reports written to its
+//! `PerCpu::fault_sink` instead of the console. NMIs that `smp` sent on purpose (a ping, or
+//! the abort of a command that overran its time) are handled without a report.
 use core::arch::global_asm;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::gdt;
+use crate::smp::percpu::{self, CpuState, NMI_ABORT, NMI_PING};
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -252,9 +258,6 @@ unsafe extern "C" {
     fn guard_longjmp(buf: *const JmpBuf) -> !;
 }
 
-/// The guard of the command now running, if any.
-static ACTIVE_GUARD: AtomicPtr<JmpBuf> = AtomicPtr::new(core::ptr::null_mut());
-
 #[repr(C, packed)]
 #[derive(Clone, Copy)]
 struct IdtEntry {
@@ -318,12 +321,39 @@ pub fn init() {
         // SAFETY: as above.
         unsafe { (*core::ptr::addr_of_mut!(IDT))[v] = e };
     }
+    load_idt();
+}
+
+/// Loads the IDT `init` built on the calling CPU (every CPU shares it).
+pub fn load_idt() {
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
         base: x86_64::VirtAddr::new(core::ptr::addr_of!(IDT) as u64),
     };
     // SAFETY: the IDT is a static that lives forever and holds valid gates for 0..32.
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+/// Runs `f` with the calling CPU's report sink: its captured-output log when one is set,
+/// otherwise the console (taken by force, see `console::emergency`).
+pub fn with_report_sink(f: impl FnOnce(&mut dyn Write)) {
+    let sink = percpu::this().fault_sink.load(Ordering::Acquire);
+    if sink.is_null() {
+        f(&mut *crate::console::emergency());
+    } else {
+        // SAFETY: a sink is set only by `with_captured_reports` for the duration of a call on
+        // this CPU, and only this CPU writes it.
+        f(unsafe { &mut *sink });
+    }
+}
+
+/// Runs `f` with this CPU's fault and panic reports going into `log` instead of the console.
+pub fn with_captured_reports<R>(log: &mut percpu::FaultLog, f: impl FnOnce() -> R) -> R {
+    let me = percpu::this();
+    let prev = me.fault_sink.swap(log, Ordering::AcqRel);
+    let r = f();
+    me.fault_sink.store(prev, Ordering::Release);
+    r
 }
 
 pub const VECTOR_NAMES: [&str; 32] = [
@@ -420,12 +450,24 @@ pub fn report(f: &TrapFrame, o: &mut dyn Write) {
     let _ = writeln!(o, "\n*** EXCEPTION {} (vector {}) ***", name, v);
     if v == 8 || v == 14 {
         let cr2 = x86_64::registers::control::Cr2::read_raw();
-        if super::stack::guard_page().contains(&cr2) || super::stack::guard_page().contains(&f.rsp)
-        {
-            let _ = writeln!(
-                o,
-                "kernel stack overflow: the monitor stack ran into its guard page"
-            );
+        match super::stack::guard_slot(cr2).or(super::stack::guard_slot(f.rsp)) {
+            Some(0) => {
+                let _ = writeln!(
+                    o,
+                    "kernel stack overflow: the monitor stack ran into its guard page"
+                );
+            }
+            Some(slot) => {
+                let _ = writeln!(
+                    o,
+                    "kernel stack overflow: CPU {}'s stack ran into its guard page",
+                    crate::smp::cpu_on_stack_slot(slot)
+                        .map_or(alloc::string::String::from("?"), |c| alloc::format!(
+                            "{}", c
+                        ))
+                );
+            }
+            None => {}
         }
     }
     match v {
@@ -486,31 +528,65 @@ pub fn report(f: &TrapFrame, o: &mut dyn Write) {
 }
 
 extern "C" fn trap_dispatch(f: &mut TrapFrame) {
-    {
-        let mut con = crate::console::emergency();
-        report(f, &mut *con);
+    let me = percpu::this();
+    let mut aborting = false;
+    if f.vector == 2 {
+        me.nmis.fetch_add(1, Ordering::AcqRel);
+        match me.nmi_action.swap(percpu::NMI_REPORT, Ordering::AcqRel) {
+            // Counted; the sender watches `nmis`.
+            NMI_PING => return,
+            NMI_ABORT => aborting = true,
+            _ => {}
+        }
     }
-    let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if aborting && me.guard.load(Ordering::SeqCst).is_null() {
+        // The command ended on its own just before the NMI arrived.
+        return;
+    }
+    if aborting {
+        with_report_sink(|o| {
+            let _ = writeln!(
+                o,
+                "\n*** command on CPU {} overran its time: stopped by NMI ***",
+                me.index
+            );
+        });
+    } else {
+        with_report_sink(|o| report(f, o));
+    }
+    let guard = me.guard.swap(core::ptr::null_mut(), Ordering::SeqCst);
     if guard.is_null() {
-        let _ = writeln!(
-            crate::console::emergency(),
-            "fault outside any command: system halted"
-        );
+        if aborting {
+            return;
+        }
+        if me.index == 0 {
+            let _ = writeln!(
+                crate::console::emergency(),
+                "fault outside any command: system halted"
+            );
+        } else {
+            me.set_state(CpuState::Halted);
+            let _ = writeln!(
+                crate::console::emergency(),
+                "fault outside any command on CPU {}: CPU {} halted",
+                me.index,
+                me.index
+            );
+        }
         halt_forever();
     }
     crate::mem::heap::recover_after_fault();
     // A fault inside an interrupt handler leaves its vector in service: end it, or that
     // vector and every lower-priority one stay blocked.
     crate::irq::end_in_service();
-    let _ = writeln!(
-        crate::console::emergency(),
-        "command aborted; back to the monitor"
-    );
+    with_report_sink(|o| {
+        let _ = writeln!(o, "command aborted; back to the monitor");
+    });
     // Resume with interrupts on, whatever the faulting context had (an interrupt handler
     // runs with them off).
     f.rflags |= 0x200;
     // SAFETY: `guard` points at the JmpBuf of a guard_call frame that is still live below us on
-    // the stack (ACTIVE_GUARD is cleared before guard_call's frame is left).
+    // this CPU's stack (`guarded` takes it out of PerCpu::guard before that frame is left).
     let g = unsafe { &*guard };
     f.rbx = g.rbx;
     f.rbp = g.rbp;
@@ -530,7 +606,8 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Runs `f`; `None` if it faulted (the report has been printed). Not reentrant.
+/// Runs `f` under the calling CPU's fault guard; `None` if it faulted (the report has been
+/// printed). Nests: an inner guard replaces the outer one for its duration.
 pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
     struct Slot<F, R> {
         f: Option<F>,
@@ -548,7 +625,10 @@ pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
         r: None,
     };
     let mut buf = JmpBuf::default();
-    ACTIVE_GUARD.store(&mut buf, Ordering::SeqCst);
+    let me = percpu::this();
+    let outer = me.guard.swap(&mut buf, Ordering::SeqCst);
+    // A fault may skip whoever set a report sink inside `f`: restore ours afterwards.
+    let sink = me.fault_sink.load(Ordering::Acquire);
     // SAFETY: guard_call saves our callee-saved registers and returns normally or through
     // trap_dispatch/guard_longjmp to this frame, which is still live.
     let faulted = unsafe {
@@ -558,7 +638,8 @@ pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
             &mut buf,
         )
     };
-    ACTIVE_GUARD.store(core::ptr::null_mut(), Ordering::SeqCst);
+    me.guard.store(outer, Ordering::SeqCst);
+    me.fault_sink.store(sink, Ordering::Release);
     // The trampoline wrote `slot` behind the compiler's back (through a raw pointer in asm).
     let slot = core::hint::black_box(&mut slot);
     if faulted == 0 {
@@ -568,21 +649,23 @@ pub fn guarded<R, F: FnOnce() -> R>(f: F) -> Option<R> {
     }
 }
 
-/// Whether a guarded call is running.
+/// Whether a guarded call is running on this CPU (code that may run both inside a command
+/// and at boot asks first).
 pub fn in_guarded() -> bool {
-    !ACTIVE_GUARD.load(Ordering::SeqCst).is_null()
+    !percpu::this().guard.load(Ordering::SeqCst).is_null()
 }
 
 /// From the panic handler: abandons the running command, if any.
 pub fn abort_guarded_command() {
-    let guard = ACTIVE_GUARD.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    let guard = percpu::this()
+        .guard
+        .swap(core::ptr::null_mut(), Ordering::SeqCst);
     if !guard.is_null() {
         crate::mem::heap::recover_after_fault();
         crate::irq::end_in_service();
-        let _ = writeln!(
-            crate::console::emergency(),
-            "command aborted; back to the monitor"
-        );
+        with_report_sink(|o| {
+            let _ = writeln!(o, "command aborted; back to the monitor");
+        });
         // A panic inside an interrupt handler ran with interrupts off; the monitor runs
         // with them on.
         x86_64::instructions::interrupts::enable();

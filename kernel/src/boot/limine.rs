@@ -5,7 +5,7 @@ use limine::memmap;
 use limine::request::{
     BootloaderInfoRequest, ExecutableAddressRequest, ExecutableCmdlineRequest,
     ExecutableFileRequest, FirmwareTypeRequest, FramebufferRequest, HhdmRequest, MemmapRequest,
-    ModulesRequest, RsdpRequest,
+    ModulesRequest, MpRequest, RsdpRequest,
 };
 use limine::{BaseRevision, RequestsEndMarker, RequestsStartMarker};
 
@@ -48,6 +48,11 @@ static MODULES: ModulesRequest = ModulesRequest::new();
 #[used]
 #[unsafe(link_section = ".requests")]
 static FB: FramebufferRequest = FramebufferRequest::new();
+/// The application processors: Limine starts them and parks each until its goto address is
+/// written (smp::init). x2APIC on where the CPU has it, so APIC IDs above 254 stay reachable.
+#[used]
+#[unsafe(link_section = ".requests")]
+static MP: MpRequest = MpRequest::new(limine::mp::MP_FLAG_X2APIC);
 #[used]
 #[unsafe(link_section = ".requests_end_marker")]
 static END: RequestsEndMarker = RequestsEndMarker::new();
@@ -154,4 +159,10 @@ struct RawFile {
     gpt_disk_uuid: [u8; 16],
     gpt_part_uuid: [u8; 16],
     part_uuid: [u8; 16],
+}
+
+/// Limine's MP response, if the loader answered: the BSP's APIC ID and every CPU (the BSP
+/// among them).
+pub fn mp() -> Option<(u32, &'static [&'static limine::mp::MpInfo])> {
+    MP.response().map(|r| (r.bsp_lapic_id, r.cpus()))
 }

@@ -55,11 +55,26 @@ pub fn set_topology(t: &Topology) {
 }
 
 /// Runs `f` on the routing table, evaluating `_PRT` first if nobody has yet.
+///
+/// The lock is not held while AML runs: a fault in the interpreter abandons the command with a
+/// jump past this frame, which would leave a held lock locked forever. The table says what
+/// happened instead, so the next caller gets the reason rather than a hang.
 pub fn with_routing<R>(f: impl FnOnce(&Result<PciRouting, String>) -> R) -> R {
-    let mut r = ROUTING.lock();
-    if r.is_none() {
-        *r = Some(evaluate());
+    let first = {
+        let mut r = ROUTING.lock();
+        let first = r.is_none();
+        if first {
+            *r = Some(Err(String::from(
+                "_PRT: the AML interpreter faulted while evaluating it",
+            )));
+        }
+        first
+    };
+    if first {
+        let v = evaluate();
+        *ROUTING.lock() = Some(v);
     }
+    let r = ROUTING.lock();
     match r.as_ref() {
         Some(x) => f(x),
         None => f(&Err(String::from("not evaluated"))),
@@ -95,6 +110,24 @@ pub fn route_of(bdf: Bdf, pin: u8) -> Result<(PciRoute, Vec<String>), String> {
         for _ in 0..256 {
             if let Some(route) = routing.find(seg, bus, dev, p) {
                 return Ok((route.clone(), steps));
+            }
+            let unusable = routing
+                .unrouted
+                .iter()
+                .find(|u| (u.segment, u.bus, u.device, u.pin) == (seg, bus, dev, p));
+            if let Some(u) = unusable {
+                return Err(format!(
+                    "the _PRT entry for {:04x}:{:02x}:{:02x} INT{}{} is unusable: {}",
+                    seg,
+                    bus,
+                    dev,
+                    pin_name(p),
+                    u.source
+                        .as_ref()
+                        .map(|l| format!(" (link {})", l))
+                        .unwrap_or_default(),
+                    u.reason
+                ));
             }
             let parent = PARENTS
                 .lock()
@@ -189,7 +222,7 @@ pub fn alloc(owner: IrqOwner, pin: u8, label: &str) -> Option<IrqVector> {
             pin_name(route.pin)
         ),
         mechanism: format!("INTx (GSI {})", route.gsi),
-        apic_id: super::lapic::bsp_id(),
+        apic_id: Some(super::lapic::bsp_id()),
     });
     Some(IrqVector {
         vector,

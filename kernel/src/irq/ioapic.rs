@@ -93,7 +93,7 @@ pub fn route_isa(irq: u8, label: &str) -> Result<IsaRoute, String> {
         vector,
         source: format!("{} (ISA IRQ {}, GSI {})", label, irq, r.gsi),
         mechanism: pin,
-        apic_id: super::lapic::bsp_id(),
+        apic_id: Some(super::lapic::bsp_id()),
     });
     Ok(r)
 }

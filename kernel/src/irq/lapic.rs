@@ -21,15 +21,13 @@ static XAPIC_PHYS: AtomicU64 = AtomicU64::new(0);
 static BSP_ID: AtomicU32 = AtomicU32::new(0);
 static MSR: KernelMsr = KernelMsr;
 
-/// Timer state, written at boot and by the tick handler.
-static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Timer state, written at boot; each CPU's tick count and next deadline are in its PerCpu.
 /// 0 none, 1 periodic, 2 TSC-deadline.
 static TIMER_MODE: AtomicU8 = AtomicU8::new(0);
 /// LAPIC timer input clock (before the divider), Hz.
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks per tick period, for re-arming the deadline.
 static DEADLINE_STEP: AtomicU64 = AtomicU64::new(0);
-static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 /// What the calibration was timed against, and what was requested.
 static CALIBRATED_BY: Once<&'static str> = Once::new();
 static REQUEST: Once<String> = Once::new();
@@ -73,8 +71,9 @@ pub fn bsp_id() -> u32 {
     BSP_ID.load(Ordering::Relaxed)
 }
 
+/// Ticks taken by the calling CPU's timer.
 pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
+    crate::smp::percpu::this().ticks.load(Ordering::Relaxed)
 }
 
 pub fn state() -> LapicState {
@@ -136,28 +135,18 @@ pub fn init(
     }
     let l = lapic();
     BSP_ID.store(l.id(), Ordering::Relaxed);
-    l.mask_all_lvts();
-    if let Lapic::XApic(_) = l {
-        // Flat model, all-ones: unused (physical destinations only) but defined.
-        l.write(regs::reg::DFR, 0xffff_ffff);
-    }
-    l.set_tpr(0);
-    l.write(regs::reg::LVT_ERROR, VEC_ERROR as u32);
-    l.enable(VEC_SPURIOUS);
-    l.esr();
-    // LINT1 is NMI on every PC (the MADT's local APIC NMI entry says so on QEMU).
-    l.write(regs::reg::LVT_LINT1, lvt::DELIVERY_NMI);
+    setup_lvts(l);
     add_route(Route {
         vector: VEC_ERROR,
         source: String::from("LAPIC error"),
         mechanism: String::from("LAPIC"),
-        apic_id: bsp_id(),
+        apic_id: None,
     });
     add_route(Route {
         vector: VEC_SPURIOUS,
         source: String::from("LAPIC spurious"),
         mechanism: String::from("LAPIC"),
-        apic_id: bsp_id(),
+        apic_id: None,
     });
     log::info!(
         "interrupts: local APIC {:#x} in {} mode{} (requested {})",
@@ -173,6 +162,62 @@ pub fn init(
     Ok(())
 }
 
+/// Puts an application processor's local APIC in the BSP's mode (x2APIC before anything
+/// else touches it, so a 32-bit APIC ID reads whole; an AP leaves INIT in xAPIC mode) and
+/// returns its APIC ID.
+pub fn ap_enter_mode() -> u32 {
+    let mode = if X2APIC.load(Ordering::Relaxed) {
+        Mode::X2Apic
+    } else {
+        Mode::XApic
+    };
+    regs::enter_mode(&MSR, mode);
+    lapic().id()
+}
+
+/// Every LVT masked, then the error and spurious vectors, TPR 0 and the APIC enabled: what
+/// every CPU's local APIC starts from (the timer comes later).
+fn setup_lvts(l: Lapic<'_>) {
+    l.mask_all_lvts();
+    if let Lapic::XApic(_) = l {
+        // Flat model, all-ones: unused (physical destinations only) but defined.
+        l.write(regs::reg::DFR, 0xffff_ffff);
+    }
+    l.set_tpr(0);
+    l.write(regs::reg::LVT_ERROR, VEC_ERROR as u32);
+    l.enable(VEC_SPURIOUS);
+    l.esr();
+    // LINT1 is NMI on every PC (the MADT's local APIC NMI entry says so on QEMU).
+    l.write(regs::reg::LVT_LINT1, lvt::DELIVERY_NMI);
+}
+
+/// An application processor's local APIC (after `ap_enter_mode`), set up with the same LVTs
+/// as `init` gives the BSP's. Routes are the BSP's business.
+pub fn init_ap() {
+    setup_lvts(lapic());
+}
+
+/// Starts an application processor's tick in the mode `start_timer` chose on the BSP, with
+/// the BSP's calibration (every local APIC timer runs from the same clock).
+pub fn start_timer_ap() {
+    match TIMER_MODE.load(Ordering::Relaxed) {
+        2 => {
+            lapic().set_timer(VEC_TIMER, lvt::TIMER_TSC_DEADLINE, DIVIDE, 0);
+            let next = crate::time::rdtsc() + DEADLINE_STEP.load(Ordering::Relaxed);
+            crate::smp::percpu::this()
+                .next_deadline
+                .store(next, Ordering::Relaxed);
+            MSR.write(regs::IA32_TSC_DEADLINE, next);
+        }
+        1 => {
+            let hz = TIMER_HZ.load(Ordering::Relaxed);
+            let initial = (hz / DIVIDE as u64 / TICK_HZ).clamp(1, u32::MAX as u64) as u32;
+            lapic().set_timer(VEC_TIMER, lvt::TIMER_PERIODIC, DIVIDE, initial);
+        }
+        _ => {}
+    }
+}
+
 /// Measures the LAPIC timer's input clock over `window_ns`, timed by the HPET when the ACPI
 /// tables describe one and by the TSC otherwise.
 fn calibrate(acpi: Option<&capmon_acpi::Acpi>) -> (u64, &'static str) {
@@ -186,32 +231,47 @@ fn calibrate(acpi: Option<&capmon_acpi::Acpi>) -> (u64, &'static str) {
         // SAFETY: map_phys mapped the HPET's 1 KiB register block, uncached, for good.
         Some(unsafe { RawMmio::new(p, 1024) })
     });
-    let counted = match hpet {
-        Some(h) => {
-            // HPET 1.0a §2.3: GCAP_ID bits 63:32 = period in femtoseconds; GEN_CONF bit 0
-            // enables the main counter at 0xf0.
-            let period_fs = h.read64(0) >> 32;
-            if period_fs == 0 || period_fs > 100_000_000 {
-                None
-            } else {
-                h.write64(0x10, h.read64(0x10) | 1);
-                let ticks = WINDOW_NS * 1_000_000 / period_fs;
-                let c0 = h.read64(0xf0);
-                let t0 = l.read(regs::reg::TIMER_CURRENT);
-                let mut spins = 0u64;
-                while h.read64(0xf0).wrapping_sub(c0) < ticks && spins < 100_000_000 {
-                    spins += 1;
-                    core::hint::spin_loop();
-                }
-                let t1 = l.read(regs::reg::TIMER_CURRENT);
-                let elapsed_fs = h.read64(0xf0).wrapping_sub(c0) as u128 * period_fs as u128;
-                (spins < 100_000_000 && elapsed_fs > 0).then(|| {
-                    ((t0 - t1) as u128 * DIVIDE as u128 * 1_000_000_000_000_000 / elapsed_fs) as u64
-                })
+    let counted = hpet.and_then(|h| {
+        // HPET 1.0a §2.3: GCAP_ID bits 63:32 = period in femtoseconds; GEN_CONF bit 0
+        // enables the main counter at 0xf0.
+        let period_fs = h.read64(0) >> 32;
+        if period_fs == 0 || period_fs > 100_000_000 {
+            return None;
+        }
+        h.write64(0x10, h.read64(0x10) | 1);
+        let window = WINDOW_NS * 1_000_000 / period_fs;
+        // Each LAPIC read sits between two HPET reads; a window counts only if both brackets
+        // are narrow (an emulator may stall this vCPU for longer than the window). The
+        // estimate from the narrowest brackets wins.
+        let bracket = |l: &Lapic| {
+            let a = h.read64(0xf0);
+            let t = l.read(regs::reg::TIMER_CURRENT);
+            let b = h.read64(0xf0);
+            (a / 2 + b / 2, b.wrapping_sub(a), t)
+        };
+        let mut best: Option<(u64, u64)> = None;
+        for _ in 0..8 {
+            l.write(regs::reg::TIMER_INITIAL, u32::MAX);
+            let (m0, w0, t0) = bracket(&l);
+            let mut spins = 0u64;
+            while h.read64(0xf0).wrapping_sub(m0) < window && spins < 100_000_000 {
+                spins += 1;
+                core::hint::spin_loop();
+            }
+            let (m1, w1, t1) = bracket(&l);
+            let slack = w0 + w1;
+            let elapsed = m1.wrapping_sub(m0);
+            if spins >= 100_000_000 || t1 >= t0 || slack > elapsed / 100 || elapsed == 0 {
+                continue;
+            }
+            let hz = ((t0 - t1) as u128 * DIVIDE as u128 * 1_000_000_000_000_000
+                / (elapsed as u128 * period_fs as u128)) as u64;
+            if best.is_none_or(|(_, s)| slack < s) {
+                best = Some((hz, slack));
             }
         }
-        None => None,
-    };
+        best.map(|(hz, _)| hz)
+    });
     let r = match counted {
         Some(hz) => (hz, "HPET"),
         None => {
@@ -233,19 +293,20 @@ fn calibrate(acpi: Option<&capmon_acpi::Acpi>) -> (u64, &'static str) {
 }
 
 fn tick_periodic() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    crate::smp::percpu::this().tick();
 }
 
 fn tick_deadline() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    let me = crate::smp::percpu::this();
+    me.tick();
     let step = DEADLINE_STEP.load(Ordering::Relaxed);
     let now = crate::time::rdtsc();
     // The next period boundary after now: late ticks are dropped, not bunched.
-    let mut next = NEXT_DEADLINE.load(Ordering::Relaxed).wrapping_add(step);
+    let mut next = me.next_deadline.load(Ordering::Relaxed).wrapping_add(step);
     if next <= now {
         next = now + step;
     }
-    NEXT_DEADLINE.store(next, Ordering::Relaxed);
+    me.next_deadline.store(next, Ordering::Relaxed);
     MSR.write(regs::IA32_TSC_DEADLINE, next);
 }
 
@@ -265,7 +326,7 @@ pub fn start_timer(acpi: Option<&capmon_acpi::Acpi>) {
         vector: VEC_TIMER,
         source: String::from("LAPIC timer"),
         mechanism: String::from("LAPIC"),
-        apic_id: bsp_id(),
+        apic_id: None,
     });
     let deadline = cpuid(1).ecx & (1 << 24) != 0;
     if deadline {
@@ -275,7 +336,9 @@ pub fn start_timer(acpi: Option<&capmon_acpi::Acpi>) {
         TIMER_MODE.store(2, Ordering::Relaxed);
         lapic().set_timer(VEC_TIMER, lvt::TIMER_TSC_DEADLINE, DIVIDE, 0);
         let next = crate::time::rdtsc() + step;
-        NEXT_DEADLINE.store(next, Ordering::Relaxed);
+        crate::smp::percpu::this()
+            .next_deadline
+            .store(next, Ordering::Relaxed);
         MSR.write(regs::IA32_TSC_DEADLINE, next);
         // Trust it only once it ticks: an emulation may list the feature and never fire.
         let start = crate::time::now_ns();

@@ -9,7 +9,8 @@
 //!   0x20..=0x2f  the 8259 pair, remapped and masked (only spurious IRQ 7/15 can arrive)
 //!   0x30..=0x3f  ISA IRQ n through the I/O APIC at 0x30 + n
 //!   0x40..=0xdf  device vectors (MSI, MSI-X, PCI INTx), from the allocator
-//!   0xe0..=0xeb  reserved for inter-processor interrupts
+//!   0xe0..=0xeb  inter-processor interrupts: 0xe0 wake, 0xe1/0xe2 ping/pong, 0xe3 TLB
+//!                shootdown (kernel/src/smp), the rest reserved
 //!   0xec         the local APIC timer tick
 //!   0xfe         local APIC error
 //!   0xff         local APIC spurious
@@ -51,8 +52,9 @@ pub struct Route {
     pub source: String,
     /// "LAPIC", "I/O APIC 0 pin 4", "MSI-X 1", "MSI", "INTx (GSI 16)", "8259".
     pub mechanism: String,
-    /// The target CPU's APIC ID.
-    pub apic_id: u32,
+    /// The target CPU's APIC ID; `None` for a vector every CPU takes (its own LAPIC timer,
+    /// error and spurious vectors, IPIs).
+    pub apic_id: Option<u32>,
 }
 
 struct State {
@@ -133,7 +135,7 @@ pub fn routes() -> Vec<Route> {
 #[allow(dead_code)]
 pub fn idle() {
     if ready() {
-        x86_64::instructions::interrupts::enable_and_hlt();
+        crate::smp::percpu::halt();
     } else {
         core::hint::spin_loop();
     }
@@ -150,7 +152,7 @@ pub fn idle_unless(cond: impl FnOnce() -> bool) {
     if cond() {
         x86_64::instructions::interrupts::enable();
     } else {
-        x86_64::instructions::interrupts::enable_and_hlt();
+        crate::smp::percpu::halt();
     }
 }
 
@@ -179,7 +181,7 @@ pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
                 vector: VEC_PIC_BASE + irq,
                 source: format!("8259 spurious IRQ {}", irq),
                 mechanism: String::from("8259 (masked)"),
-                apic_id: 0,
+                apic_id: Some(0),
             });
         }
     }
@@ -188,6 +190,7 @@ pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
         log::error!("interrupts: {}; drivers and the console poll", e);
         return;
     }
+    park_firmware_aps(bi, madt.as_ref());
     READY.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     lapic::start_timer(acpi);
@@ -198,6 +201,32 @@ pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
     if let Some(m) = &madt {
         crate::console::enable_rx_interrupt(m);
     }
+}
+
+/// Firmware may leave the APs spinning (OVMF's MP services under TCG do, and 287 spinning
+/// vCPUs on two host cores starve this one: every calibration against wall time comes out
+/// wrong). An INIT to all but self parks them in wait-for-SIPI before anything is timed, and
+/// the TSC is measured again. Limine's APs already wait in the kernel's pen, which an INIT
+/// would tear them out of, so that path is left alone.
+fn park_firmware_aps(bi: &crate::boot::BootInfo, madt: Option<&capmon_acpi::Madt>) {
+    let limine_mp = bi.loader.starts_with("Limine") && crate::boot::limine::mp().is_some();
+    let cpus = madt.map_or(0, |m| m.local_apics.iter().filter(|c| c.enabled).count());
+    if limine_mp || cpus < 2 {
+        return;
+    }
+    use capmon_apic::lapic::{Delivery, Dest};
+    let before = crate::time::tsc_hz();
+    if !lapic::lapic().send_ipi(Delivery::Init, Dest::AllButSelf, 1_000_000) {
+        log::warn!("interrupts: the INIT to park the other CPUs was not accepted");
+        return;
+    }
+    crate::time::recalibrate();
+    log::info!(
+        "interrupts: {} other CPUs parked by INIT; TSC {} MHz (measured {} MHz before)",
+        cpus - 1,
+        crate::time::tsc_hz() / 1_000_000,
+        before / 1_000_000
+    );
 }
 
 /// The kernel's interrupt layer as drivers see it.
@@ -225,7 +254,7 @@ impl Interrupts for KernelIrq {
             vector,
             source: format!("{} {}", bdf_name(owner.bdf), label),
             mechanism: mech,
-            apic_id,
+            apic_id: Some(apic_id),
         });
         Some(IrqVector {
             vector,

@@ -2,12 +2,19 @@
 //! in use), built from the boot memory map with the kernel, boot information, modules and the
 //! first MiB reserved. Allocations search from low addresses, so page tables and DMA buffers
 //! land in memory every device can reach.
+//!
+//! The usable frames of the first MiB stay out of that pool: they are the only memory a CPU in
+//! real mode can run from (a start-up IPI names a page below 1 MiB, SDM Vol. 3A §11.6.1), so
+//! they are kept apart and handed out one at a time by `alloc_low`.
 use crate::boot::{BootInfo, RegionKind};
-use spin::Mutex;
+use crate::smp::lock::CpuLock;
 
 pub const FRAME: u64 = 4096;
 /// RAM below this is in the direct map from the first instruction (boot/entry.s maps 4 GiB).
 const BOOT_MAPPED: u64 = 4 << 30;
+/// The real-mode-addressable first MiB, kept out of the general pool.
+const LOW_LIMIT: u64 = 0x10_0000;
+const LOW_FRAMES: usize = (LOW_LIMIT / FRAME) as usize;
 
 pub struct Frames {
     bitmap: &'static mut [u64],
@@ -17,9 +24,11 @@ pub struct Frames {
     free: u64,
     /// Lowest index that may be free.
     hint: u64,
+    /// Frames below `LOW_LIMIT` the memory map calls usable and nobody uses: bit i = frame i.
+    low_free: [u64; LOW_FRAMES / 64],
 }
 
-pub static FRAMES: Mutex<Option<Frames>> = Mutex::new(None);
+pub static FRAMES: CpuLock<Option<Frames>> = CpuLock::new(None);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FrameStats {
@@ -79,6 +88,7 @@ pub fn init(bi: &BootInfo) {
         usable: 0,
         free: 0,
         hint: 0,
+        low_free: [0; LOW_FRAMES / 64],
     };
     for r in usable() {
         let first = r.base.div_ceil(FRAME);
@@ -86,6 +96,18 @@ pub fn init(bi: &BootInfo) {
         f.set_range(first, last, false);
         f.usable += last.saturating_sub(first);
         f.free += last.saturating_sub(first);
+    }
+    // Whole usable frames of the first MiB, frame 0 excepted (the real-mode interrupt vector
+    // table and BIOS data area; a null page is never handed out), minus the loader's ranges.
+    for r in usable() {
+        let first = r.base.div_ceil(FRAME).max(1);
+        let last = ((r.base + r.len) / FRAME).min(LOW_FRAMES as u64);
+        for i in first..last {
+            let frame = (i * FRAME, (i + 1) * FRAME);
+            if !reserved[1..].iter().any(|&x| overlaps(x, frame)) {
+                f.low_free[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
     }
     for &(s, e) in reserved
         .iter()
@@ -156,6 +178,16 @@ impl Frames {
         None
     }
 
+    /// The highest free usable frame below `limit` (at most 1 MiB), taken for good.
+    pub fn alloc_low(&mut self, limit: u64) -> Option<u64> {
+        let top = (limit.min(LOW_LIMIT) / FRAME) as usize;
+        let i = (0..top)
+            .rev()
+            .find(|&i| self.low_free[i / 64] & (1 << (i % 64)) != 0)?;
+        self.low_free[i / 64] &= !(1 << (i % 64));
+        Some(i as u64 * FRAME)
+    }
+
     pub fn free(&mut self, phys: u64, count: u64) {
         let first = phys / FRAME;
         for i in first..(first + count).min(self.nframes) {
@@ -180,6 +212,12 @@ pub fn alloc_zeroed(count: u64, align: u64) -> Option<u64> {
 /// `count` contiguous frames aligned to `align` frames, contents undefined.
 pub fn alloc(count: u64, align: u64) -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc(count, align)
+}
+
+/// One frame below `limit` (at most 1 MiB) from the usable memory of the first MiB, for code
+/// a CPU runs in real mode. Never returned: nothing frees it.
+pub fn alloc_low(limit: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_low(limit)
 }
 
 pub fn free(phys: u64, count: u64) {

@@ -1,7 +1,7 @@
 //! The kernel heap: `talc` over frames from the frame allocator, growing on demand.
+use crate::smp::lock::CpuLock;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
-use spin::Mutex;
 use talc::{OomHandler, Span, Talc};
 
 use super::frames::{self, FRAME};
@@ -24,12 +24,12 @@ impl OomHandler for GrowFromFrames {
     }
 }
 
-struct KernelHeap(Mutex<Talc<GrowFromFrames>>);
+struct KernelHeap(CpuLock<Talc<GrowFromFrames>>);
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(Mutex::new(Talc::new(GrowFromFrames)));
+static HEAP: KernelHeap = KernelHeap(CpuLock::new(Talc::new(GrowFromFrames)));
 
-// SAFETY: talc is a correct allocator; the mutex serialises access.
+// SAFETY: talc is a correct allocator; the lock serialises access.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
@@ -78,14 +78,8 @@ pub fn stats() -> HeapStats {
     }
 }
 
-/// A command faulted, possibly inside the allocator: release the lock it may have held.
+/// A command faulted, possibly inside the allocator: release the locks this CPU held.
 pub fn recover_after_fault() {
-    if HEAP.0.is_locked() {
-        // SAFETY: the holder was interrupted by the fault and will never resume.
-        unsafe { HEAP.0.force_unlock() };
-    }
-    if frames::FRAMES.is_locked() {
-        // SAFETY: as above.
-        unsafe { frames::FRAMES.force_unlock() };
-    }
+    HEAP.0.release_if_held_here();
+    frames::FRAMES.release_if_held_here();
 }

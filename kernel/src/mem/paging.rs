@@ -19,6 +19,10 @@ pub const MMIO_BASE: u64 = 0xFFFF_A000_0000_0000;
 /// well inside the canonical half. Addresses from firmware tables are checked against it.
 const PHYS_LIMIT: u64 = 1 << 46;
 
+/// A page for the TLB self-test (`smp::tlb::self_test`), mapped only while it runs (PML4 slot
+/// 385, used for nothing else).
+pub const SCRATCH_PAGE: u64 = 0xFFFF_C080_0000_0000;
+
 static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 
 pub fn phys_to_virt(phys: u64) -> u64 {
@@ -167,6 +171,97 @@ pub fn map_page(page: Page<Size4KiB>, frame: PhysFrame<Size4KiB>, flags: F) -> b
     unsafe { m.map_to(page, frame, flags, &mut KernelFrames) }
         .map(|f| f.flush())
         .is_ok()
+}
+
+/// Unmaps one 4 KiB kernel page and returns the frame it mapped. Every other online CPU
+/// drops the translation too (`smp::tlb::shootdown`) before this returns, so the caller may
+/// reuse the frame at once.
+pub fn unmap_page(page: Page<Size4KiB>) -> Option<PhysFrame<Size4KiB>> {
+    let frame = {
+        let mut guard = MAPPER.lock();
+        let (frame, flush) = guard.as_mut()?.unmap(page).ok()?;
+        flush.flush();
+        frame
+    };
+    crate::smp::tlb::shootdown(crate::smp::tlb::Flush::Range {
+        start: page.start_address().as_u64(),
+        pages: 1,
+    });
+    Some(frame)
+}
+
+/// Points a mapped 4 KiB kernel page at another frame with `flags`; the frame it mapped
+/// before. Flushed on every online CPU, as `unmap_page`.
+pub fn remap_page(
+    page: Page<Size4KiB>,
+    frame: PhysFrame<Size4KiB>,
+    flags: F,
+) -> Option<PhysFrame<Size4KiB>> {
+    let old = remap_page_local_only(page, frame, flags)?;
+    crate::smp::tlb::shootdown(crate::smp::tlb::Flush::Range {
+        start: page.start_address().as_u64(),
+        pages: 1,
+    });
+    Some(old)
+}
+
+/// `remap_page` without the shootdown: only the calling CPU's TLB is flushed. Besides
+/// `remap_page`, only the TLB self-test (`smp::tlb::self_test`) calls it, to show that other
+/// CPUs keep the stale translation without a shootdown.
+pub fn remap_page_local_only(
+    page: Page<Size4KiB>,
+    frame: PhysFrame<Size4KiB>,
+    flags: F,
+) -> Option<PhysFrame<Size4KiB>> {
+    let mut guard = MAPPER.lock();
+    let m = guard.as_mut()?;
+    let (old, flush) = m.unmap(page).ok()?;
+    flush.ignore();
+    // SAFETY: the caller hands over a frame it owns for a page it owns.
+    unsafe { m.map_to(page, frame, flags, &mut KernelFrames) }
+        .ok()?
+        .flush();
+    Some(old)
+}
+
+/// The physical address of the kernel's PML4 (what CR3 holds on every CPU).
+pub fn kernel_pml4() -> u64 {
+    x86_64::registers::control::Cr3::read()
+        .0
+        .start_address()
+        .as_u64()
+}
+
+/// A PML4 for the AP start-up trampoline, below 4 GiB (32-bit code loads it into CR3): the
+/// kernel's entries 256..512 (its higher half, shared, not copied deeper), and in the low half
+/// only `page` identity-mapped, the page the trampoline runs from. Its page-table frames are
+/// never freed (an AP may start late).
+pub fn trampoline_pml4(page: u64) -> Option<u64> {
+    let pml4_phys = frames::alloc_zeroed(1, 1)?;
+    if pml4_phys >= 1 << 32 {
+        frames::free(pml4_phys, 1);
+        return None;
+    }
+    let kernel = phys_to_virt(kernel_pml4()) as *const PageTable;
+    let new = phys_to_virt(pml4_phys) as *mut PageTable;
+    // Hold the mapper lock so the kernel's top half does not change while it is copied.
+    let _guard = MAPPER.lock();
+    // SAFETY: both are page tables reachable through the direct map; `new` is fresh and ours,
+    // the kernel's is only read (under the lock every writer takes).
+    let (kernel, new) = unsafe { (&*kernel, &mut *new) };
+    for i in 256..512 {
+        new[i] = kernel[i].clone();
+    }
+    // SAFETY: `new` is the PML4 just built; its tables are reached through the direct map.
+    let mut m = unsafe { OffsetPageTable::new(new, VirtAddr::new(direct_map())) };
+    let p = Page::<Size4KiB>::containing_address(VirtAddr::new(page));
+    let f = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(page));
+    // SAFETY: an identity mapping of the trampoline page in a table no CPU uses yet; the
+    // flush is meaningless for a PML4 that is not loaded.
+    unsafe { m.map_to(p, f, F::PRESENT | F::WRITABLE, &mut KernelFrames) }
+        .ok()?
+        .ignore();
+    Some(pml4_phys)
 }
 
 /// The kernel's `PhysMap` for drivers.
