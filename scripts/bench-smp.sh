@@ -10,6 +10,7 @@
 # after (panic=-1 and -no-reboot end QEMU). Runs interleave capmon and Linux; medians compare;
 # the goal is capmon faster than Linux at every size.
 # A benchmark, not a test: exit 1 only if something could not be measured.
+# Last, IPI round-trip latency on -smp 4 (`ipi CPU 1000` to each CPU).
 # Knobs: BENCH_ROUNDS (3), BENCH_SIZES ("4 64 288"), BENCH_LINUX (1; 0 skips Linux), QEMU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,10 +68,10 @@ linux_once() {
     timeout 900 "$QEMU" -accel tcg -machine q35 -cpu max -m 512M -smp "$n" -no-reboot \
         -display none -monitor none -serial "file:$log" -kernel "$VMLINUZ" \
         -append "console=ttyS0 loglevel=7 printk.time=1 panic=-1" 2>"$OUT/qemu-linux-$n.log" || true
-    tr -d '\r' <"$log" | awk '
-        /smp: Bringing up secondary CPUs/ { gsub(/[\[\]]/, "", $1); t0 = $1 }
-        /smp: Brought up / { gsub(/[\[\]]/, "", $1); t1 = $1 }
-        END { if (t0 != "" && t1 != "") printf "%.3f\n", (t1 - t0) * 1000; else exit 1 }' ||
+    local t0 t1
+    t0=$(tr -d '\r' <"$log" | sed -n 's/^\[ *\([0-9.]*\)\] smp: Bringing up secondary CPUs.*/\1/p' | head -n1)
+    t1=$(tr -d '\r' <"$log" | sed -n 's/^\[ *\([0-9.]*\)\] smp: Brought up .*/\1/p' | head -n1)
+    [ -n "$t0" ] && [ -n "$t1" ] && awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }' ||
         { grep -m3 "smp:" "$log" >&2 || true; return 1; }
 }
 
@@ -113,4 +114,15 @@ for n in $SIZES; do
 done
 echo "ratio = Linux / capmon (above 1: capmon faster); medians of $ROUNDS interleaved rounds;" \
      "host load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# IPI round trips on -smp 4: 1000 fixed IPIs to each other CPU and a self-IPI, answered by an
+# IPI back (`ipi CPU 1000` reports min/median/max); one untimed run first warms the path.
+say "ipi: -smp 4, 1000 round trips to each CPU"
+ipi_cmds=(--cmd "ipi 1 100")
+for c in 0 1 2 3; do ipi_cmds+=(--cmd "ipi $c 1000"); done
+# shellcheck disable=SC2086
+python3 scripts/bench-blk-guest.py --log "$OUT/ipi.log" --timeout 120 "${ipi_cmds[@]}" \
+    -- $QEMU -accel tcg -machine q35 -cpu max -m 256M -smp 4 -display none -serial stdio \
+    -monitor none -no-reboot -cdrom "$ISO" >/dev/null 2>&1 || say "ipi run did not end cleanly"
+tr -d '\r' <"$OUT/ipi.log" | grep "1000 round trips" || { say "no ipi results (see $OUT/ipi.log)"; status=1; }
 exit $status

@@ -60,6 +60,42 @@ pub struct JmpBuf {
 
 global_asm!(
     r#"
+# The general registers, in TrapFrame order (r15 lowest).
+.macro SAVE_REGS
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+.endm
+.macro RESTORE_REGS
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+.endm
+
 .macro TRAP_NOERR n
 trap_stub_\n:
     push 0
@@ -107,39 +143,11 @@ TRAP_ERR 30
 TRAP_NOERR 31
 
 trap_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    SAVE_REGS
     mov rdi, rsp
     cld
     call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    RESTORE_REGS
     add rsp, 16
     iretq
 
@@ -170,44 +178,17 @@ irq_stubs:
 .endr
 
 irq_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    SAVE_REGS
     mov rdi, [rsp + 15 * 8]
-    # The System V ABI wants a 16-byte aligned stack at the call; the CPU aligned it before
-    # pushing the 5-word frame, and 17 words were pushed since: realign.
+    # The System V ABI wants a 16-byte aligned stack at the call. The CPU aligned RSP before
+    # pushing its 5-word frame and 17 words followed, so it is aligned already; the mask
+    # keeps that true should the stubs ever push an odd number of words.
     mov rbx, rsp
     and rsp, -16
     cld
     call {irq_dispatch}
     mov rsp, rbx
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    RESTORE_REGS
     add rsp, 16
     iretq
 

@@ -13,7 +13,7 @@ use capmon_acpi::Acpi;
 use capmon_acpi::{PciRoute, PciRouting, Pin};
 use capmon_hal::irq::{IrqOwner, IrqVector};
 use capmon_pci::{Bdf, Topology};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
 
 use super::{add_route, event, ioapic, msi_message, Route};
@@ -254,11 +254,23 @@ pub fn free(v: &IrqVector) -> bool {
     true
 }
 
+/// GSIs whose line an interrupt masked and no driver has unmasked yet (a bit per GSI).
+static MASKED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn masked_bit(gsi: u32) -> Option<(&'static AtomicU64, u64)> {
+    MASKED
+        .get(gsi as usize / 64)
+        .map(|w| (w, 1u64 << (gsi % 64)))
+}
+
 /// From the interrupt handler: a level-triggered line masks itself until `end`.
 pub fn on_interrupt(vector: u8) {
     let g = LEVEL_GSI[vector as usize].load(Ordering::Acquire);
     if g != 0 {
         ioapic::set_gsi_masked_irq(g - 1, true);
+        if let Some((w, bit)) = masked_bit(g - 1) {
+            w.fetch_or(bit, Ordering::AcqRel);
+        }
     }
 }
 
@@ -267,6 +279,25 @@ pub fn on_interrupt(vector: u8) {
 pub fn end(v: &IrqVector) {
     let g = LEVEL_GSI[v.vector as usize].load(Ordering::Acquire);
     if g != 0 {
+        if let Some((w, bit)) = masked_bit(g - 1) {
+            w.fetch_and(!bit, Ordering::AcqRel);
+        }
         ioapic::set_gsi_masked(g - 1, false);
+    }
+}
+
+/// From the boot CPU's tick: unmasks every line an interrupt masked since the last tick.
+/// An interrupt that lands after its driver's last look (the waiter already saw the request
+/// done) would otherwise keep the line masked until that driver's next request, and another
+/// device sharing the line would wait for it. If the line is still asserted it fires and masks
+/// itself again: at most one interrupt a tick per stuck line.
+pub fn on_tick() {
+    for (i, w) in MASKED.iter().enumerate() {
+        let mut bits = w.swap(0, Ordering::AcqRel);
+        while bits != 0 {
+            let b = bits.trailing_zeros();
+            bits &= bits - 1;
+            ioapic::set_gsi_masked_irq(i as u32 * 64 + b, false);
+        }
     }
 }

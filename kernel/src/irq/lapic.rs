@@ -293,12 +293,19 @@ fn calibrate(acpi: Option<&capmon_acpi::Acpi>) -> (u64, &'static str) {
 }
 
 fn tick_periodic() {
-    crate::smp::percpu::this().tick();
+    let me = crate::smp::percpu::this();
+    me.tick();
+    if me.index == 0 {
+        super::intx::on_tick();
+    }
 }
 
 fn tick_deadline() {
     let me = crate::smp::percpu::this();
     me.tick();
+    if me.index == 0 {
+        super::intx::on_tick();
+    }
     let step = DEADLINE_STEP.load(Ordering::Relaxed);
     let now = crate::time::rdtsc();
     // The next period boundary after now: late ticks are dropped, not bunched.
