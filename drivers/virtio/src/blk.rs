@@ -452,13 +452,23 @@ impl VirtioBlk {
             // INTx: reading ISR is what deasserts the line (§4.1.4.5), so the waiter does it on
             // every wakeup, then lets the interrupt layer unmask the line; with MSI-X the
             // driver must not (it would race other queues).
-            if read_isr {
+            let ack_intx = || {
                 transport.isr();
                 if let Some((irq, v)) = &ack {
                     irq.end_intx(v);
                 }
+            };
+            if read_isr {
+                ack_intx();
             }
-            queue.has_used()
+            let done = queue.has_used();
+            // The device writes the used ring before it raises the interrupt: an interrupt for
+            // this completion may have come after the read above. Read ISR once more, or the
+            // line stays asserted with nobody left to look.
+            if done && read_isr {
+                ack_intx();
+            }
+            done
         };
         if !self.wakeup.completion.wait(self.timeout_ns, done) {
             return Err(self.die(VirtioError::Timeout));
