@@ -484,27 +484,6 @@ fn pci<S: PciHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     }
 }
 
-/// The base address a memory BAR holds, read without sizing it (sizing pauses decoding, which
-/// a live function must not see).
-fn bar_base(cfg: &dyn capmon_hal::PciConfig, bir: u8) -> Result<u64, CmdError> {
-    let reg = 0x10 + 4 * bir as u16;
-    let lo = cfg.read32(reg);
-    if lo & 1 != 0 {
-        return Err(fail!("BAR {} is an I/O BAR", bir));
-    }
-    let mut base = (lo & !0xf) as u64;
-    if (lo >> 1) & 3 == 2 {
-        if bir >= 5 {
-            return Err(fail!("BAR {} claims 64 bits but is the last slot", bir));
-        }
-        base |= (cfg.read32(reg + 4) as u64) << 32;
-    }
-    if base == 0 {
-        return Err(fail!("BAR {} is not assigned", bir));
-    }
-    Ok(base)
-}
-
 fn msix<S: PciHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     use capmon_pci::msi::{self, MsixTable};
     let bdf = parse_bdf(a.str()?)?;
@@ -512,17 +491,17 @@ fn msix<S: PciHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let pci = s.pci()?;
     pci.header(bdf).map_err(err)?;
     let cfg = pci.function(bdf).map_err(err)?;
-    let name = if bdf.segment == 0 {
-        alloc::format!("{:02x}:{:02x}.{:x}", bdf.bus, bdf.device(), bdf.function())
-    } else {
-        alloc::format!("{}", bdf)
-    };
+    let name = bdf.short();
     let cap = msi::find_cap(&cfg, capmon_pci::caps::id::MSIX)
         .ok_or_else(|| fail!("{} has no MSI-X capability", name))?;
     let layout = msi::msix_layout(&cfg, cap, None).map_err(|e| fail!("{}: {}", name, e))?;
     let ctl = capmon_hal::PciConfig::read16(&cfg, cap + 2);
-    let table_phys = bar_base(&cfg, layout.table.bir)? + layout.table.offset as u64;
-    let pba_phys = bar_base(&cfg, layout.pba.bir)? + layout.pba.offset as u64;
+    let bar_base = |bir: u8| {
+        capmon_pci::memory_bar_base(&cfg, bir)
+            .map_err(|why| fail!("{}: BAR {}: {}", name, bir, why))
+    };
+    let table_phys = bar_base(layout.table.bir)? + layout.table.offset as u64;
+    let pba_phys = bar_base(layout.pba.bir)? + layout.pba.offset as u64;
     let map = |phys: u64, len: usize| {
         s.pci_map()
             .map(phys, len, true)

@@ -3,7 +3,7 @@
 //! All output goes through `Console`, which turns "\n" into "\r\n". Exception and panic reports
 //! use `emergency()`, which takes the lock by force: the interrupted code may have held it.
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 use uart_16550::{backend::PioBackend, Config, Uart16550};
 
@@ -102,9 +102,6 @@ static RX: RxRing = RxRing {
     head: AtomicUsize::new(0),
     tail: AtomicUsize::new(0),
 };
-/// Bytes dropped because the ring was full when the UART had to be drained.
-static RX_OVERRUNS: AtomicUsize = AtomicUsize::new(0);
-static RX_IRQ: AtomicBool = AtomicBool::new(false);
 
 impl RxRing {
     fn push(&self, b: u8) -> bool {
@@ -154,7 +151,6 @@ fn com1_rx() {
                 break;
             }
             if !RX.push(rbr.read()) {
-                RX_OVERRUNS.fetch_add(1, Ordering::Relaxed);
                 break;
             }
         }
@@ -162,7 +158,7 @@ fn com1_rx() {
 }
 
 /// Routes COM1 (ISA IRQ 4) through the I/O APIC and turns on its receive interrupt.
-pub fn enable_rx_interrupt(_madt: &capmon_acpi::Madt) {
+pub fn enable_rx_interrupt() {
     crate::irq::set_handler(crate::irq::VEC_ISA_BASE + 4, com1_rx);
     match crate::irq::ioapic::route_isa(4, "COM1") {
         Ok(r) => {
@@ -170,21 +166,11 @@ pub fn enable_rx_interrupt(_madt: &capmon_acpi::Madt) {
             if present {
                 // SAFETY: IER of COM1 (DLAB is 0 after init): received-data interrupt only.
                 unsafe { x86_64::instructions::port::Port::<u8>::new(COM1_IER).write(0x01) };
-                RX_IRQ.store(true, Ordering::Release);
                 log::info!("COM1: receive interrupt on GSI {}", r.gsi);
             }
         }
         Err(e) => log::warn!("COM1: no receive interrupt ({}); polling", e),
     }
-}
-
-/// Whether serial input arrives by interrupt, and how many bytes a full ring dropped.
-#[allow(dead_code)]
-pub fn rx_status() -> (bool, usize) {
-    (
-        RX_IRQ.load(Ordering::Acquire),
-        RX_OVERRUNS.load(Ordering::Relaxed),
-    )
 }
 
 /// The serial port as the line editor's byte stream (blocking reads).

@@ -371,12 +371,7 @@ impl capmon_cmds::irq::IrqHost for Machine {
                 s
             });
             lines.push(capmon_cmds::irq::IntxLine {
-                bdf: crate::irq::bdf_name(
-                    (bdf.segment as u32) << 16
-                        | (bdf.bus as u32) << 8
-                        | (bdf.device() as u32) << 3
-                        | bdf.function() as u32,
-                ),
+                bdf: format!("{}", bdf.short()),
                 pin: (b'A' + pin - 1) as char,
                 route,
             });

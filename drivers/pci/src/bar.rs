@@ -122,6 +122,30 @@ pub struct Bars {
     pub problems: Vec<BarProblem>,
 }
 
+/// The address memory BAR `index` holds, read without sizing it (sizing pauses the function's
+/// decoding, which a driver or a monitor command must not do to a live function). The error
+/// says why there is none.
+pub fn memory_bar_base(cfg: &dyn PciConfig, index: u8) -> Result<u64, &'static str> {
+    if index > 5 {
+        return Err("no such BAR");
+    }
+    let reg = reg::BAR0 + 4 * index as u16;
+    let low = cfg.read32(reg);
+    if low & 1 != 0 {
+        return Err("I/O BAR, memory BAR needed");
+    }
+    let base = match (low >> 1) & 3 {
+        0 | 1 => (low & !0xf) as u64,
+        2 if index < 5 => (cfg.read32(reg + 4) as u64) << 32 | (low & !0xf) as u64,
+        2 => return Err("64-bit BAR in the last slot"),
+        _ => return Err("reserved BAR type"),
+    };
+    if base == 0 {
+        return Err("not assigned an address");
+    }
+    Ok(base)
+}
+
 /// Decodes and sizes every BAR (and the expansion ROM) of a function.
 ///
 /// Sizing writes all-ones and reads back which bits stuck, so the function's decoding is turned

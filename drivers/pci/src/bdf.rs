@@ -53,6 +53,30 @@ impl Bdf {
         })
     }
 
+    /// The packed form interrupt owners carry (`capmon_hal::IrqOwner::bdf`):
+    /// `segment << 16 | bus << 8 | device << 3 | function`.
+    pub const fn to_u32(self) -> u32 {
+        (self.segment as u32) << 16
+            | (self.bus as u32) << 8
+            | (self.device as u32) << 3
+            | self.function as u32
+    }
+
+    /// The inverse of [`Bdf::to_u32`].
+    pub const fn from_u32(v: u32) -> Bdf {
+        Bdf {
+            segment: (v >> 16) as u16,
+            bus: (v >> 8) as u8,
+            device: ((v >> 3) & 0x1f) as u8,
+            function: (v & 7) as u8,
+        }
+    }
+
+    /// `BB:DD.F` on segment 0, `SSSS:BB:DD.F` elsewhere (how QEMU and `lspci` name functions).
+    pub fn short(self) -> ShortBdf {
+        ShortBdf(self)
+    }
+
     pub const fn device(&self) -> u8 {
         self.device
     }
@@ -97,6 +121,21 @@ fn hex(s: &str, max_digits: usize) -> Result<u32, BdfError> {
     u32::from_str_radix(s, 16).map_err(|_| BdfError::BadNumber)
 }
 
+/// A [`Bdf`] displayed without the segment when it is 0.
+#[derive(Debug, Clone, Copy)]
+pub struct ShortBdf(Bdf);
+
+impl fmt::Display for ShortBdf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b.segment != 0 {
+            write!(f, "{}", b)
+        } else {
+            write!(f, "{:02x}:{:02x}.{:x}", b.bus, b.device, b.function)
+        }
+    }
+}
+
 impl fmt::Display for Bdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -109,6 +148,16 @@ impl fmt::Display for Bdf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn packs_and_names_short() {
+        let b = Bdf::new(1, 0x0a, 0x1f, 7).unwrap();
+        assert_eq!(b.to_u32(), 0x0001_0aff);
+        assert_eq!(Bdf::from_u32(b.to_u32()), b);
+        assert_eq!(alloc::format!("{}", b.short()), "0001:0a:1f.7");
+        let z = Bdf::new(0, 0, 3, 0).unwrap();
+        assert_eq!(alloc::format!("{}", z.short()), "00:03.0");
+    }
+
     use super::*;
     use alloc::format;
 

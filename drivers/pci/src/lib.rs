@@ -24,8 +24,8 @@ mod tests;
 pub use access::{
     AccessMode, BusRange, ConfigSpace, EcamRegion, EcamWindow, FunctionConfig, LegacyPorts, Width,
 };
-pub use bar::{Bar, BarError, BarKind, Bars};
-pub use bdf::{Bdf, BdfError};
+pub use bar::{memory_bar_base, Bar, BarError, BarKind, Bars};
+pub use bdf::{Bdf, BdfError, ShortBdf};
 pub use caps::{Cap, CapError, CapKind, CapList, ExtCap, ExtCapList, VirtioCap, VirtioCfgType};
 pub use enumerate::{Function, ScanProblem, Topology};
 pub use header::{Header, HeaderType};

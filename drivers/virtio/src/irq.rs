@@ -132,10 +132,7 @@ impl Drop for Vectors {
 /// The routing-table form of a PCI address.
 fn owner(bdf: Bdf, source: u16) -> IrqOwner {
     IrqOwner {
-        bdf: (bdf.segment as u32) << 16
-            | (bdf.bus as u32) << 8
-            | (bdf.device() as u32) << 3
-            | bdf.function() as u32,
+        bdf: bdf.to_u32(),
         source,
     }
 }

@@ -37,7 +37,6 @@ const PCI_COMMAND_BUS_MASTER: u32 = 1 << 2;
 const PCI_VENDOR_ID: u16 = 0x00;
 const PCI_DEVICE_ID: u16 = 0x02;
 const PCI_HEADER_TYPE: u16 = 0x0e;
-const PCI_BAR0: u16 = 0x10;
 
 // Common configuration structure layout (§4.1.4.3).
 const COMMON_DFSELECT: usize = 0x00;
@@ -112,43 +111,7 @@ pub fn for_each_virtio_cap(cfg: &dyn PciConfig, mut f: impl FnMut(VirtioCap)) {
 
 /// The physical base of memory BAR `bar`, decoded from config space (32- or 64-bit; never sized).
 pub fn bar_address(cfg: &dyn PciConfig, bar: u8) -> Result<u64, VirtioError> {
-    if bar > 5 {
-        return Err(VirtioError::BadBar {
-            bar,
-            why: "no such BAR",
-        });
-    }
-    let reg = PCI_BAR0 + 4 * bar as u16;
-    let low = cfg.read32(reg);
-    if low & 1 != 0 {
-        return Err(VirtioError::BadBar {
-            bar,
-            why: "I/O BAR, memory BAR needed",
-        });
-    }
-    let base = match (low >> 1) & 3 {
-        0 | 1 => (low & !0xf) as u64,
-        2 if bar < 5 => (cfg.read32(reg + 4) as u64) << 32 | (low & !0xf) as u64,
-        2 => {
-            return Err(VirtioError::BadBar {
-                bar,
-                why: "64-bit BAR in the last slot",
-            })
-        }
-        _ => {
-            return Err(VirtioError::BadBar {
-                bar,
-                why: "reserved BAR type",
-            })
-        }
-    };
-    if base == 0 {
-        return Err(VirtioError::BadBar {
-            bar,
-            why: "not assigned an address",
-        });
-    }
-    Ok(base)
+    capmon_pci::memory_bar_base(cfg, bar).map_err(|why| VirtioError::BadBar { bar, why })
 }
 
 /// Maps the window a capability describes, at least `min_len` bytes long.

@@ -28,7 +28,6 @@ static PARENTS: Mutex<Vec<((u16, u8), Bdf)>> = Mutex::new(Vec::new());
 struct Line {
     gsi: u32,
     vector: u8,
-    level: bool,
     users: u32,
 }
 static LINES: Mutex<Vec<Line>> = Mutex::new(Vec::new());
@@ -172,12 +171,7 @@ pub fn alloc(owner: IrqOwner, pin: u8, label: &str) -> Option<IrqVector> {
     if !super::ready() {
         return None;
     }
-    let bdf = Bdf::new(
-        (owner.bdf >> 16) as u16,
-        (owner.bdf >> 8) as u8,
-        ((owner.bdf >> 3) & 0x1f) as u8,
-        (owner.bdf & 7) as u8,
-    )?;
+    let bdf = Bdf::from_u32(owner.bdf);
     let (route, _) = match route_of(bdf, pin) {
         Ok(r) => r,
         Err(e) => {
@@ -206,7 +200,6 @@ pub fn alloc(owner: IrqOwner, pin: u8, label: &str) -> Option<IrqVector> {
             lines.push(Line {
                 gsi: route.gsi,
                 vector: v,
-                level,
                 users: 1,
             });
             v
@@ -249,7 +242,6 @@ pub fn free(v: &IrqVector) -> bool {
         ioapic::set_gsi_masked(l.gsi, true);
         LEVEL_GSI[l.vector as usize].store(0, Ordering::Release);
         super::free_vector(l.vector);
-        let _ = l.level;
     }
     true
 }

@@ -130,17 +130,6 @@ pub fn routes() -> Vec<Route> {
     r
 }
 
-/// Halts until the next interrupt; with no interrupts (no local APIC) it only pauses, so
-/// callers that loop on a condition keep polling. (The idle loop of CPUs with nothing to do.)
-#[allow(dead_code)]
-pub fn idle() {
-    if ready() {
-        crate::smp::percpu::halt();
-    } else {
-        core::hint::spin_loop();
-    }
-}
-
 /// Halts unless `cond()` (checked with interrupts off) already holds, so a wakeup between the
 /// check and the halt is never lost: `sti; hlt` takes the pending interrupt after the `hlt`.
 pub fn idle_unless(cond: impl FnOnce() -> bool) {
@@ -195,11 +184,11 @@ pub fn init(bi: &crate::boot::BootInfo, acpi: Option<&capmon_acpi::Acpi>) {
     x86_64::instructions::interrupts::enable();
     lapic::start_timer(acpi);
     match &madt {
-        Some(m) => ioapic::init(m),
+        Some(m) => {
+            ioapic::init(m);
+            crate::console::enable_rx_interrupt();
+        }
         None => log::warn!("interrupts: no MADT, so no I/O APIC: the console polls"),
-    }
-    if let Some(m) = &madt {
-        crate::console::enable_rx_interrupt(m);
     }
 }
 
@@ -293,10 +282,5 @@ pub fn msi_message(apic_id: u32, vector: u8) -> MsiMessage {
 }
 
 pub fn bdf_name(bdf: u32) -> String {
-    let (seg, bus, dev, func) = (bdf >> 16, (bdf >> 8) & 0xff, (bdf >> 3) & 0x1f, bdf & 7);
-    if seg != 0 {
-        format!("{:04x}:{:02x}:{:02x}.{}", seg, bus, dev, func)
-    } else {
-        format!("{:02x}:{:02x}.{}", bus, dev, func)
-    }
+    format!("{}", capmon_pci::Bdf::from_u32(bdf).short())
 }
