@@ -4,7 +4,10 @@
 //! implements them with port I/O, the page mapper and the frame allocator, and host tests
 //! implement them with fakes backed by ordinary memory.
 #![no_std]
+extern crate alloc;
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod irq;
 pub use irq::{
     Completion, Interrupt, Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, MsiMessage,
@@ -40,6 +43,54 @@ impl DmaBuf {
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: `virt` points at `len` bytes owned by this buffer (Dma contract).
         unsafe { core::slice::from_raw_parts_mut(self.virt, self.len) }
+    }
+}
+
+/// DMA memory owned by a driver, returned to the allocator on drop.
+///
+/// The owner must stop the device from using the memory (reset it) before dropping it.
+pub struct DmaRegion {
+    buf: DmaBuf,
+    dma: &'static (dyn Dma + Sync),
+}
+
+// SAFETY: the region is plain memory owned by exactly one driver object; the raw pointer inside
+// `DmaBuf` is only dereferenced through that owner.
+unsafe impl Send for DmaRegion {}
+
+impl DmaRegion {
+    pub fn alloc(dma: &'static (dyn Dma + Sync), len: usize, align: usize) -> Option<Self> {
+        let buf = dma.alloc(len, align)?;
+        if buf.len < len {
+            dma.free(buf);
+            return None;
+        }
+        Some(DmaRegion { buf, dma })
+    }
+
+    pub fn phys(&self) -> u64 {
+        self.buf.phys
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len
+    }
+
+    /// A pointer to byte `off`; `off` must be at most `len()`.
+    pub fn ptr(&self, off: usize) -> *mut u8 {
+        debug_assert!(off <= self.buf.len);
+        self.buf.virt.wrapping_add(off)
+    }
+}
+
+impl Drop for DmaRegion {
+    fn drop(&mut self) {
+        let buf = DmaBuf {
+            virt: self.buf.virt,
+            phys: self.buf.phys,
+            len: self.buf.len,
+        };
+        self.dma.free(buf);
     }
 }
 
@@ -79,6 +130,27 @@ pub trait Mmio {
     fn write64(&self, off: usize, v: u64) {
         self.write32(off, v as u32);
         self.write32(off + 4, (v >> 32) as u32);
+    }
+}
+
+/// A register window the transport owns.
+pub type MmioBox = alloc::boxed::Box<dyn Mmio + Send + Sync>;
+
+/// Maps register windows that lie inside a PCI function's memory BARs.
+pub trait BarMapper {
+    /// An uncached window over `len` bytes at physical address `phys`, or `None`.
+    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox>;
+}
+
+/// A `BarMapper` over the kernel's `PhysMap`, giving `RawMmio` windows.
+pub struct PhysMapBars<'a>(pub &'a dyn PhysMap);
+
+impl BarMapper for PhysMapBars<'_> {
+    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox> {
+        let virt = self.0.map(phys, len, true)?;
+        // SAFETY: `PhysMap::map` returned a mapping of `len` bytes at `phys`, uncached as asked;
+        // the kernel never unmaps MMIO mappings.
+        Some(alloc::boxed::Box::new(unsafe { RawMmio::new(virt, len) }))
     }
 }
 

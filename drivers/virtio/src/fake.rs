@@ -12,16 +12,16 @@
 //! signals through the MSI-X entry it was given, or the INTx line while ISR is set.
 use crate::features::{self, blk as bf};
 use crate::monitor::DeviceStatus;
-use crate::pci::{BarMapper, MmioBox, VIRTIO_MSI_NO_VECTOR};
+use crate::pci::VIRTIO_MSI_NO_VECTOR;
+use capmon_hal::{BarMapper, MmioBox};
 use capmon_hal::{
-    Clock, Dma, DmaBuf, Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, Mmio, MsiMessage,
-    PciConfig,
+    Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, Mmio, MsiMessage, PciConfig,
 };
 use capmon_pci::Bdf;
-use std::alloc::Layout;
+pub use capmon_hal::fake::{FakeClock, FakeDma};
 use std::boxed::Box;
 use std::string::String;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::vec;
 use std::vec::Vec;
@@ -49,116 +49,6 @@ pub const MSIX_CAP: u16 = 0x40;
 /// Where the fake PCI address of the function.
 pub fn fake_bdf() -> Bdf {
     Bdf::new(0, 0, 3, 0).expect("valid BDF")
-}
-
-/// Heap memory standing in for DMA memory.
-#[derive(Default)]
-pub struct FakeDma {
-    live: Mutex<Vec<(usize, usize, usize)>>,
-    /// Allocations larger than this fail (to exercise fallbacks).
-    pub max_alloc: AtomicU64,
-    /// Whether `dma_address` names callers' buffers (like the kernel's direct map), rather
-    /// than refusing them (the trait's default).
-    pub direct: AtomicBool,
-    /// Ranges `dma_address` named, which the device may then reach.
-    granted: Mutex<Vec<(usize, usize)>>,
-}
-
-impl FakeDma {
-    pub fn leaked() -> &'static FakeDma {
-        let d = Box::leak(Box::new(FakeDma::default()));
-        d.max_alloc.store(u64::MAX, Ordering::Relaxed);
-        d
-    }
-
-    /// Live allocations.
-    pub fn live(&self) -> usize {
-        self.live.lock().unwrap().len()
-    }
-
-    /// Whether `addr .. addr+len` lies inside one live allocation or one granted range.
-    pub fn contains(&self, addr: u64, len: usize) -> bool {
-        let a = addr as usize;
-        let inside = |p: usize, l: usize| a >= p && a.checked_add(len).is_some_and(|e| e <= p + l);
-        self.live
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(p, l, _)| inside(*p, *l))
-            || self
-                .granted
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|(p, l)| inside(*p, *l))
-    }
-}
-
-impl Dma for FakeDma {
-    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuf> {
-        if len as u64 > self.max_alloc.load(Ordering::Relaxed) {
-            return None;
-        }
-        let layout = Layout::from_size_align(len.max(1), align.max(1)).ok()?;
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        if p.is_null() {
-            return None;
-        }
-        self.live
-            .lock()
-            .unwrap()
-            .push((p as usize, layout.size(), layout.align()));
-        Some(DmaBuf {
-            virt: p,
-            phys: p as u64,
-            len,
-        })
-    }
-
-    fn free(&self, buf: DmaBuf) {
-        let mut live = self.live.lock().unwrap();
-        let i = live
-            .iter()
-            .position(|(p, _, _)| *p == buf.virt as usize)
-            .expect("FakeDma: free of a buffer it did not allocate");
-        let (p, l, a) = live.swap_remove(i);
-        // SAFETY: allocated above with this exact layout, and removed from `live` once.
-        unsafe { std::alloc::dealloc(p as *mut u8, Layout::from_size_align(l, a).unwrap()) };
-    }
-
-    fn dma_address(&self, virt: *const u8, len: usize) -> Option<u64> {
-        if !self.direct.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.granted.lock().unwrap().push((virt as usize, len));
-        Some(virt as u64)
-    }
-}
-
-/// A clock that advances `step` nanoseconds on every read.
-pub struct FakeClock {
-    now: AtomicU64,
-    step: u64,
-}
-
-impl FakeClock {
-    pub fn new(step: u64) -> Self {
-        FakeClock {
-            now: AtomicU64::new(0),
-            step,
-        }
-    }
-
-    pub fn leaked(step: u64) -> &'static FakeClock {
-        Box::leak(Box::new(FakeClock::new(step)))
-    }
-}
-
-impl Clock for FakeClock {
-    fn now_ns(&self) -> u64 {
-        self.now.fetch_add(self.step, Ordering::Relaxed)
-    }
 }
 
 /// 256 bytes of config space of a modern virtio-blk function (device ID 0x1042): an MSI-X

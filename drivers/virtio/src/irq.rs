@@ -10,7 +10,8 @@
 //! interrupt and the waiter's wakeup (or tolerate it re-firing) — the read is what ends it.
 use crate::blk::VirtioBlk;
 use crate::completion::{Completion, Interrupt, Polling};
-use crate::pci::{bar_address, BarMapper, MmioBox, VirtioPci, VIRTIO_MSI_NO_VECTOR};
+use crate::pci::{bar_address, VirtioPci, VIRTIO_MSI_NO_VECTOR};
+use capmon_hal::{BarMapper, MmioBox};
 use crate::VirtioError;
 use alloc::boxed::Box;
 use alloc::format;

@@ -24,10 +24,11 @@ pub use blk::VirtioBlk;
 pub use completion::{Completion, Polling};
 pub use irq::Wakeup;
 pub use monitor::{DeviceStatus, QueueReport, Report, VectorReport, VirtioMonitor};
-pub use pci::{BarMapper, MmioBox, PhysMapBars, VirtioPci, VIRTIO_MSI_NO_VECTOR};
+pub use capmon_hal::{BarMapper, MmioBox, PhysMapBars};
+pub use pci::{VirtioPci, VIRTIO_MSI_NO_VECTOR};
 pub use queue::SplitVirtqueue;
 
-use capmon_hal::{Clock, Dma, DmaBuf, Interrupts, PciConfig};
+use capmon_hal::{Clock, Dma, Interrupts, PciConfig};
 use capmon_pci::Bdf;
 
 /// PCI vendor ID of every virtio function (virtio 1.2 §4.1.2).
@@ -198,54 +199,6 @@ impl core::fmt::Display for VirtioError {
                 entry
             ),
         }
-    }
-}
-
-/// DMA memory owned by a driver, returned to the allocator on drop.
-///
-/// The owner must stop the device from using the memory (reset it) before dropping it.
-pub(crate) struct DmaRegion {
-    buf: DmaBuf,
-    dma: &'static (dyn Dma + Sync),
-}
-
-// SAFETY: the region is plain memory owned by exactly one driver object; the raw pointer inside
-// `DmaBuf` is only dereferenced through that owner.
-unsafe impl Send for DmaRegion {}
-
-impl DmaRegion {
-    pub(crate) fn alloc(dma: &'static (dyn Dma + Sync), len: usize, align: usize) -> Option<Self> {
-        let buf = dma.alloc(len, align)?;
-        if buf.len < len {
-            dma.free(buf);
-            return None;
-        }
-        Some(DmaRegion { buf, dma })
-    }
-
-    pub(crate) fn phys(&self) -> u64 {
-        self.buf.phys
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len
-    }
-
-    /// A pointer to byte `off`; `off` must be at most `len()`.
-    pub(crate) fn ptr(&self, off: usize) -> *mut u8 {
-        debug_assert!(off <= self.buf.len);
-        self.buf.virt.wrapping_add(off)
-    }
-}
-
-impl Drop for DmaRegion {
-    fn drop(&mut self) {
-        let buf = DmaBuf {
-            virt: self.buf.virt,
-            phys: self.buf.phys,
-            len: self.buf.len,
-        };
-        self.dma.free(buf);
     }
 }
 

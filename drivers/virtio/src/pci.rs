@@ -4,31 +4,10 @@ use crate::features::{self, FeatureNames};
 use crate::monitor::{DeviceStatus, VirtioMonitor};
 use crate::queue::{SplitVirtqueue, MAX_QUEUE_SIZE};
 use crate::{identify, DeviceType, VirtioError};
-use alloc::boxed::Box;
-use capmon_hal::{Dma, Mmio, PciConfig, PhysMap, RawMmio};
+use capmon_hal::{BarMapper, Dma, Mmio, MmioBox, PciConfig};
 use capmon_pci::caps::{self, CapKind, VirtioCfgType};
 use capmon_pci::HeaderType;
 
-/// A register window the transport owns.
-pub type MmioBox = Box<dyn Mmio + Send + Sync>;
-
-/// Maps register windows that lie inside a PCI function's memory BARs.
-pub trait BarMapper {
-    /// An uncached window over `len` bytes at physical address `phys`, or `None`.
-    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox>;
-}
-
-/// A `BarMapper` over the kernel's `PhysMap`, giving `RawMmio` windows.
-pub struct PhysMapBars<'a>(pub &'a dyn PhysMap);
-
-impl BarMapper for PhysMapBars<'_> {
-    fn map_mmio(&self, phys: u64, len: usize) -> Option<MmioBox> {
-        let virt = self.0.map(phys, len, true)?;
-        // SAFETY: `PhysMap::map` returned a mapping of `len` bytes at `phys`, uncached as asked;
-        // the kernel never unmaps MMIO mappings.
-        Some(Box::new(unsafe { RawMmio::new(virt, len) }))
-    }
-}
 
 // PCI configuration space (PCI Local Bus 3.0 §6.2, §6.7).
 const PCI_COMMAND: u16 = 0x04;

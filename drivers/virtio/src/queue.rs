@@ -1,7 +1,8 @@
 //! Split virtqueues (virtio 1.2 §2.7): descriptor table, avail ring and used ring in one block of
 //! DMA memory, a free list of descriptors, and counters for the monitor.
 use crate::monitor::QueueCounters;
-use crate::{DmaRegion, VirtioError};
+use crate::VirtioError;
+use capmon_hal::DmaRegion;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
