@@ -9,6 +9,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod blk;
 pub mod irq;
+pub mod nvme;
 pub mod pci;
 pub mod smp;
 pub mod sys;
@@ -24,6 +25,7 @@ pub trait System:
     + pci::PciHost
     + blk::BlkHost
     + virtio::VirtioHost
+    + nvme::NvmeHost
     + irq::IrqHost
     + smp::SmpHost
 {
@@ -35,6 +37,8 @@ impl<
             + pci::PciHost
             + blk::BlkHost
             + virtio::VirtioHost
+            + nvme::NvmeHost
+    + nvme::NvmeHost
             + irq::IrqHost
             + smp::SmpHost,
     > System for T
@@ -49,6 +53,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(smp::commands::<S>());
     v.extend(pci::commands::<S>());
     v.extend(virtio::commands::<S>());
+    v.extend(nvme::commands::<S>());
     v.extend(blk::commands::<S>());
     v
 }

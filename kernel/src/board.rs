@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use capmon_acpi::Acpi;
 use capmon_block::{Kind, Registry};
+use capmon_cmds::nvme::NvmeFunction;
 use capmon_cmds::virtio::VirtioFunction;
 use capmon_pci::{EcamRegion, EcamWindow, LegacyPorts, Pci};
 use capmon_virtio::{Driver, PhysMapBars};
@@ -110,6 +111,72 @@ pub fn virtio(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunctio
             bdf,
             name,
             monitor: p.monitor,
+        });
+    }
+    found
+}
+
+/// `nvme_irq=auto|intx|poll` as `virtio_irq` is for virtio; NVMe falls back from MSI-X to
+/// INTx to polling the same way.
+fn nvme_irq(bi: &BootInfo) -> Option<&'static dyn capmon_hal::Interrupts> {
+    if !crate::irq::ready() {
+        return None;
+    }
+    match bi.cmdline_value("nvme_irq") {
+        None | Some("auto") => Some(&crate::irq::KERNEL_IRQ),
+        Some("intx") => Some(&INTX_ONLY),
+        Some("poll") => None,
+        Some(v) => {
+            log::warn!("nvme_irq={}: not auto, intx or poll; using auto", v);
+            Some(&crate::irq::KERNEL_IRQ)
+        }
+    }
+}
+
+/// Brings up every NVMe controller (`nvme0`, `nvme1`, ... in PCI order); each usable namespace
+/// joins the registry as `nvme{C}n{NSID}`. A controller that fails bring-up is listed with why.
+pub fn nvme(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<NvmeFunction> {
+    let env = capmon_nvme::Env {
+        dma: &DMA,
+        clock: &CLOCK,
+        irq: nvme_irq(bi),
+        cpus: &crate::smp::KERNEL_CPUS,
+    };
+    let bars = PhysMapBars(&KernelPhysMap);
+    let mut found = Vec::new();
+    for f in pci.enumerate().functions {
+        let h = &f.header;
+        if !capmon_nvme::is_nvme(h.class.base, h.class.sub, h.class.prog_if) {
+            continue;
+        }
+        let bdf = f.bdf();
+        let Ok(cfg) = pci.function(bdf) else { continue };
+        let name = format!("nvme{}", found.len());
+        let ctrl = match capmon_nvme::Controller::new(name.clone(), bdf, &cfg, &bars, env) {
+            Ok(c) => alloc::sync::Arc::new(c),
+            Err(e) => {
+                log::error!("{} ({}): {}", name, bdf, e);
+                found.push(NvmeFunction {
+                    name,
+                    bdf,
+                    ctrl: Err(format!("{}", e)),
+                });
+                continue;
+            }
+        };
+        for ns in ctrl.namespaces() {
+            let Some(dev) = capmon_nvme::Namespace::new(ctrl.clone(), ns.nsid) else {
+                continue;
+            };
+            let dev_name = capmon_nvme::ns::device_name(&name, ns.nsid);
+            if blk.add_named(&dev_name, Box::new(dev)).is_none() {
+                log::error!("{}: name taken", dev_name);
+            }
+        }
+        found.push(NvmeFunction {
+            name,
+            bdf,
+            ctrl: Ok(ctrl),
         });
     }
     found

@@ -21,6 +21,7 @@ pub struct Machine {
     pub pci: Result<capmon_pci::Pci, String>,
     pub blk: capmon_block::Registry,
     pub virtio: Vec<capmon_cmds::virtio::VirtioFunction>,
+    pub nvme: Vec<capmon_cmds::nvme::NvmeFunction>,
 }
 
 /// The hardware the AML interpreter and power code may touch.
@@ -312,6 +313,12 @@ impl capmon_cmds::virtio::VirtioHost for Machine {
         &self.virtio
     }
 }
+impl capmon_cmds::nvme::NvmeHost for Machine {
+    fn nvme_functions(&self) -> &[capmon_cmds::nvme::NvmeFunction] {
+        &self.nvme
+    }
+}
+
 impl capmon_cmds::irq::IrqHost for Machine {
     fn irq_routes(&mut self) -> Vec<capmon_cmds::irq::RouteLine> {
         crate::irq::routes()

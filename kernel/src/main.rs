@@ -98,12 +98,13 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
-    let virtio = match &pci {
+    let (virtio, nvme) = match &pci {
         Ok(pci) => {
             irq::intx::set_topology(&pci.enumerate());
-            board::virtio(bi, pci, &mut blk)
+            let virtio = board::virtio(bi, pci, &mut blk);
+            (virtio, board::nvme(bi, pci, &mut blk))
         }
-        Err(_) => alloc::vec::Vec::new(),
+        Err(_) => (alloc::vec::Vec::new(), alloc::vec::Vec::new()),
     };
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
@@ -114,6 +115,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         pci,
         blk,
         virtio,
+        nvme,
     };
     let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));
     arch::stack::switch_to_monitor_stack(run_monitor, machine as *mut machine::Machine as *mut u8)

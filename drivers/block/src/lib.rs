@@ -94,6 +94,29 @@ pub trait BlockDevice {
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlkError>;
     /// Makes previous writes durable.
     fn flush(&mut self) -> Result<(), BlkError>;
+
+    /// How many requests the driver can keep in flight at once (1: one at a time).
+    fn max_depth(&self) -> usize {
+        1
+    }
+
+    /// Reads every request of `reqs`, keeping up to `depth` of them in flight where the
+    /// driver can (the default reads them one after another). Each request is checked as
+    /// `read` checks it. On error the first error is returned once nothing is in flight;
+    /// which of the other requests were read is unspecified.
+    fn read_batch(&mut self, reqs: &mut [ReadReq<'_>], depth: usize) -> Result<(), BlkError> {
+        let _ = depth;
+        for r in reqs.iter_mut() {
+            self.read(r.lba, r.buf)?;
+        }
+        Ok(())
+    }
+}
+
+/// One read of a batch: `buf.len() / sector_size` sectors starting at `lba`.
+pub struct ReadReq<'a> {
+    pub lba: u64,
+    pub buf: &'a mut [u8],
 }
 
 /// Checks a request against a device's geometry: the common prologue of every driver's

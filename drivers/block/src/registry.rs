@@ -154,6 +154,21 @@ impl Registry {
         name
     }
 
+    /// Registers a whole device under a name its driver chose (`nvme0n3`: namespace 3 of
+    /// controller 0); refused (`None`) if the name is taken. Does no I/O.
+    pub fn add_named(&mut self, name: &str, dev: Box<dyn BlockDevice>) -> Option<String> {
+        if name.is_empty() || self.entry(name).is_some() {
+            return None;
+        }
+        self.entries.push(Entry {
+            name: String::from(name),
+            dev: partition::share(dev),
+            partition: None,
+            table: TableState::NotScanned,
+        });
+        Some(String::from(name))
+    }
+
     /// Every device, whole devices in the order added, each followed by its partitions.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -263,6 +278,9 @@ mod tests {
         assert_eq!(partition_name("vda", 2), "vda2");
         assert_eq!(partition_name("nvme0n1", 1), "nvme0n1p1");
         assert!(r.get("vdz").is_none());
+        assert_eq!(r.add_named("nvme1n3", ram()).as_deref(), Some("nvme1n3"));
+        assert_eq!(r.add_named("nvme1n3", ram()), None, "a taken name is refused");
+        assert_eq!(r.add_named("", ram()), None);
     }
 
     fn gpt_image(ss: usize, sectors: usize) -> Vec<u8> {

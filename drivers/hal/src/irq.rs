@@ -101,6 +101,21 @@ pub trait Interrupts: Sync {
         let _ = (owner, pin, label);
         None
     }
+    /// As `alloc_msi`, but aimed at CPU `cpu` (an index as [`crate::Cpus`] counts them), so a
+    /// per-CPU queue completes on the CPU that submits to it. The default has only the boot CPU.
+    fn alloc_msi_on(
+        &self,
+        owner: IrqOwner,
+        mechanism: Mechanism,
+        label: &str,
+        cpu: usize,
+    ) -> Option<IrqVector> {
+        if cpu == 0 {
+            self.alloc_msi(owner, mechanism, label)
+        } else {
+            None
+        }
+    }
     /// Gives a vector back (the device no longer raises it).
     fn free(&self, v: &IrqVector);
     /// INTx only: the driver has deasserted its line (virtio: read ISR). A level-triggered

@@ -170,6 +170,26 @@ pub trait Msr {
     fn write(&self, msr: u32, v: u64);
 }
 
+/// The CPUs a driver may spread per-CPU resources (NVMe I/O queues) over.
+pub trait Cpus: Sync {
+    /// How many CPUs are online; they are numbered 0 (the boot CPU) to `count() - 1`.
+    fn count(&self) -> usize;
+    /// The number of the CPU running the caller.
+    fn current(&self) -> usize;
+}
+
+/// A machine of one CPU: what host tests and a kernel without SMP hand drivers.
+pub struct OneCpu;
+
+impl Cpus for OneCpu {
+    fn count(&self) -> usize {
+        1
+    }
+    fn current(&self) -> usize {
+        0
+    }
+}
+
 /// A monotonic clock.
 pub trait Clock {
     /// Nanoseconds since an arbitrary fixed point (boot).

@@ -225,10 +225,24 @@ pub static KERNEL_IRQ: KernelIrq = KernelIrq;
 
 impl Interrupts for KernelIrq {
     fn alloc_msi(&self, owner: IrqOwner, mechanism: Mechanism, label: &str) -> Option<IrqVector> {
+        self.alloc_msi_on(owner, mechanism, label, 0)
+    }
+
+    fn alloc_msi_on(
+        &self,
+        owner: IrqOwner,
+        mechanism: Mechanism,
+        label: &str,
+        cpu: usize,
+    ) -> Option<IrqVector> {
         if !ready() {
             return None;
         }
-        let apic_id = lapic::bsp_id();
+        // An offline or unknown CPU gets nothing: the boot CPU takes the interrupt instead.
+        let apic_id = match crate::smp::cpus().get(cpu) {
+            Some(c) if cpu != 0 && c.is_online() => c.apic_id(),
+            _ => lapic::bsp_id(),
+        };
         // Without interrupt remapping an MSI can name only APIC IDs 0..=255.
         if apic_id > 0xff {
             return None;

@@ -488,3 +488,17 @@ fn park() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// The CPUs as drivers see them: numbered by their place in `cpus()`.
+pub struct KernelCpus;
+
+impl capmon_hal::Cpus for KernelCpus {
+    fn count(&self) -> usize {
+        cpus().len()
+    }
+    fn current(&self) -> usize {
+        percpu::this().index as usize
+    }
+}
+
+pub static KERNEL_CPUS: KernelCpus = KernelCpus;
