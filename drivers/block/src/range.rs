@@ -5,8 +5,23 @@ use crate::{BlkError, BlockDevice, Pattern};
 use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
 
-/// Bytes moved per device request.
-pub const CHUNK_BYTES: u64 = 128 * 1024;
+/// Bytes moved per device request on a device of `LARGE_DEVICE` bytes or more: large enough
+/// that a driver sees multi-megabyte requests (an NVMe command needing a chained PRP list, a
+/// virtio request split at its size limits).
+pub const CHUNK_BYTES: u64 = 4 << 20;
+/// On smaller devices (RAM disks, floppies-sized images) requests stay at this size, so that
+/// progress on them stays fine-grained and buffers small.
+pub const SMALL_CHUNK_BYTES: u64 = 128 << 10;
+pub const LARGE_DEVICE: u64 = 64 << 20;
+
+/// The request size range operations use on `dev`.
+pub fn chunk_bytes(dev: &dyn BlockDevice) -> u64 {
+    if dev.capacity().saturating_mul(dev.sector_size() as u64) >= LARGE_DEVICE {
+        CHUNK_BYTES
+    } else {
+        SMALL_CHUNK_BYTES
+    }
+}
 
 /// Where a verify first found a byte that differs from the pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +62,7 @@ fn prepare(dev: &dyn BlockDevice, lba: u64, count: u64) -> Result<(Vec<u8>, u64)
             })
         }
     }
-    let per_chunk = (CHUNK_BYTES / ss).max(1);
+    let per_chunk = (chunk_bytes(dev) / ss).max(1);
     let len = usize::try_from(per_chunk.min(count) * ss).map_err(|_| BlkError::NoMemory)?;
     let mut buf = Vec::new();
     buf.try_reserve_exact(len).map_err(|_| BlkError::NoMemory)?;

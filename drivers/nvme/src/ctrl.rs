@@ -30,9 +30,11 @@ const ADMIN_ENTRIES: u16 = 32;
 const IO_ENTRIES: u16 = 256;
 /// Commands one I/O queue keeps in flight at most (slots with their own PRP list page).
 pub const MAX_INFLIGHT: usize = 64;
-/// The largest transfer of one command, whatever MDTS allows: 8 MiB, 2048 pages, which needs
-/// a chain of five PRP list pages.
-pub const DRIVER_MAX_TRANSFER: usize = 8 << 20;
+/// The largest transfer of one command, whatever MDTS allows: 1023 pages, which touch at most
+/// 1024 pages whatever the buffer's alignment and need a chain of two PRP list pages. QEMU
+/// fails a command of more than 1024 PRP entries (its IOV_MAX) with Internal Error; Linux
+/// caps NVMe transfers at 4 MiB too.
+pub const DRIVER_MAX_TRANSFER: usize = (4 << 20) - PAGE;
 /// Bounce buffer of a slot, for callers' buffers that are not DMA-able.
 const BOUNCE_BYTES: usize = 128 << 10;
 /// I/O queues the driver creates at most.

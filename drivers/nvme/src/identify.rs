@@ -569,7 +569,7 @@ mod tests {
         put(&mut e, 64, &5u64.to_le_bytes());
         put(&mut e, 72, &1u16.to_le_bytes());
         put(&mut e, 74, &9u16.to_le_bytes());
-        put(&mut e, 76, &((0x80u16 << 1 | 1 << 15) << 1).to_le_bytes());
+        put(&mut e, 76, &((0x80u16 | 1 << 14) << 1).to_le_bytes());
         put(&mut e, 80, &4242u64.to_le_bytes());
         put(&mut e, 88, &1u32.to_le_bytes());
         let l = parse_error_log(&e);

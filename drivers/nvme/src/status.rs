@@ -12,13 +12,14 @@ pub struct Status {
 }
 
 impl Status {
-    /// From the Status Field: bits 15:1 of completion dword 3's upper half (phase excluded).
+    /// From the 15-bit Status Field (without the phase tag): SC in bits 7:0, SCT in 10:8,
+    /// CRD in 12:11, More in 13, DNR in 14.
     pub fn from_field(field: u16) -> Status {
         Status {
-            sc: (field >> 1) as u8,
-            sct: ((field >> 9) & 7) as u8,
-            more: field & (1 << 14) != 0,
-            dnr: field & (1 << 15) != 0,
+            sc: field as u8,
+            sct: ((field >> 8) & 7) as u8,
+            more: field & (1 << 13) != 0,
+            dnr: field & (1 << 14) != 0,
         }
     }
 
@@ -168,8 +169,8 @@ mod tests {
 
     #[test]
     fn field_decodes_type_code_and_flags() {
-        // SCT 0, SC 0x80, DNR: bits 15 | 0x80 << 1.
-        let s = Status::from_field(0x8000 | 0x80 << 1);
+        // SCT 0, SC 0x80, DNR (QEMU's 0x4080).
+        let s = Status::from_field(0x4000 | 0x80);
         assert_eq!((s.sct, s.sc, s.dnr, s.more), (0, 0x80, true, false));
         assert_eq!(s.name(), "LBA Out of Range");
         assert_eq!(s.code(), 0x80);
@@ -177,13 +178,17 @@ mod tests {
             format!("{}", s),
             "LBA Out of Range (SCT 0x0 generic, SC 0x80, do not retry)"
         );
-        let q = Status::from_field(1 << 9 | 1 << 1 | 1 << 14);
+        let q = Status::from_field(1 << 8 | 1 | 1 << 13);
         assert_eq!((q.sct, q.sc, q.more), (1, 1, true));
         assert_eq!(q.name(), "Invalid Queue Identifier");
         assert_eq!(q.code(), 0x101);
         assert!(Status::from_field(0).is_success());
-        assert!(Status::from_field(7 << 1).is_abort_requested());
-        assert_eq!(Status::from_field(2 << 9 | 0x81 << 1).name(), "Unrecovered Read Error");
-        assert_eq!(Status::from_field(5 << 9).name(), "unknown status");
+        assert!(Status::from_field(7).is_abort_requested());
+        assert_eq!(Status::from_field(2 << 8 | 0x81).name(), "Unrecovered Read Error");
+        assert_eq!(Status::from_field(5 << 8).name(), "unknown status");
+        // QEMU's Internal Error with DNR, as a completion's dword 3 carries it.
+        let dw3: u32 = 0x4006 << 17 | 1 << 16 | 0x200;
+        let s = Status::from_field((dw3 >> 17) as u16);
+        assert_eq!((s.sct, s.sc, s.dnr), (0, 6, true));
     }
 }
