@@ -24,13 +24,15 @@ pub trait NvmeHost {
     fn nvme_functions(&self) -> &[NvmeFunction];
 }
 
-const USAGE: &str = "nvme [id CTRL | ns CTRL NSID | smart CTRL | log CTRL error | queues CTRL | reset CTRL]";
+const USAGE: &str =
+    "nvme [id CTRL [-x] | ns CTRL NSID [-x] | smart CTRL | log CTRL error | queues CTRL | reset CTRL]";
 
 const LONG_HELP: &str = "\
 nvme                  list controllers: BDF, model, serial, firmware, NVMe version, MDTS,
                       I/O queues asked for and granted, interrupts, namespaces
-nvme id CTRL          the decoded Identify Controller data (asked again now)
-nvme ns CTRL NSID     the decoded Identify Namespace data: size, capacity, LBA formats
+nvme id CTRL [-x]     the decoded Identify Controller data (asked again now); -x: the raw
+                      4 KiB as a hexdump
+nvme ns CTRL NSID [-x]  the decoded Identify Namespace data: size, capacity, LBA formats
 nvme smart CTRL       SMART / health log: temperature, spare, data units, hours, errors
 nvme log CTRL error   the error information log, newest first
 nvme queues CTRL      per queue: size, SQ tail and head, CQ head and phase, commands
@@ -60,17 +62,19 @@ fn nvme<S: NvmeHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let ctrl = find(s.nvme_functions(), a.str()?)?;
     match sub {
         "id" => {
+            let raw = a.flag("-x");
             a.finish()?;
-            id(&ctrl, o)
+            id(&ctrl, raw, o)
         }
         "ns" => {
+            let raw = a.flag("-x");
             let nsid = a.u64("NSID")?;
             a.finish()?;
             let nsid = u32::try_from(nsid)
                 .ok()
                 .filter(|n| *n != 0 && *n != u32::MAX)
                 .ok_or_else(|| bad_arg!("NSID must be 1..=4294967294"))?;
-            namespace(&ctrl, nsid, o)
+            namespace(&ctrl, nsid, raw, o)
         }
         "smart" => {
             a.finish()?;
@@ -229,10 +233,14 @@ fn list<S: NvmeHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
-fn id(c: &Controller, o: &mut dyn Write) -> CmdResult {
+fn id(c: &Controller, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
     let raw = c
         .identify(capmon_nvme::regs::cns::CONTROLLER, 0)
         .map_err(|e| fail!("{}: {}", c.name, e))?;
+    if raw_dump {
+        capmon_shell::out::hexdump(o, 0, &raw, 1);
+        return Ok(());
+    }
     let id = identify::IdController::parse(&raw);
     outln!(o, "{}: Identify Controller", c.name);
     outln!(o, "   vid      {:#06x}   ssvid {:#06x}", id.vid, id.ssvid);
@@ -273,7 +281,7 @@ fn id(c: &Controller, o: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
-fn namespace(c: &Controller, nsid: u32, o: &mut dyn Write) -> CmdResult {
+fn namespace(c: &Controller, nsid: u32, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
     if !c.namespaces().iter().any(|n| n.nsid == nsid) {
         let active: Vec<String> = c.namespaces().iter().map(|n| format!("{}", n.nsid)).collect();
         return Err(fail!(
@@ -286,6 +294,10 @@ fn namespace(c: &Controller, nsid: u32, o: &mut dyn Write) -> CmdResult {
     let raw = c
         .identify(capmon_nvme::regs::cns::NAMESPACE, nsid)
         .map_err(|e| fail!("{}: {}", c.name, e))?;
+    if raw_dump {
+        capmon_shell::out::hexdump(o, 0, &raw, 1);
+        return Ok(());
+    }
     let n = IdNamespace::parse(&raw);
     let lba = n.format().and_then(|f| f.data_size()).unwrap_or(0) as u128;
     outln!(o, "{}n{}: Identify Namespace {}", c.name, nsid, nsid);

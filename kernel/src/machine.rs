@@ -94,6 +94,18 @@ impl Machine {
 }
 
 impl Machine {
+    /// Before power goes: NVMe controllers get a normal shutdown notification.
+    fn shut_down_disks(&self) {
+        for f in &self.nvme {
+            if let Ok(c) = &f.ctrl {
+                match c.shutdown() {
+                    Ok(ms) => log::info!("{}: shut down in {} ms", c.name, ms),
+                    Err(e) => log::warn!("{}: {}", c.name, e),
+                }
+            }
+        }
+    }
+
     /// The registered block device with GPT disk GUID `disk` (its partition `part` if found).
     fn block_name_of(&self, disk: &[u8; 16], part: &[u8; 16]) -> Option<String> {
         use capmon_block::TableState;
@@ -261,10 +273,12 @@ impl PlatformHost for Machine {
     }
 
     fn reboot(&mut self) -> String {
+        self.shut_down_disks();
         crate::power::reboot(self.acpi.as_ref().ok(), &acpi_hw())
     }
 
     fn poweroff(&mut self) -> String {
+        self.shut_down_disks();
         crate::power::poweroff(self.acpi.as_ref().ok(), &acpi_hw())
     }
 

@@ -765,6 +765,39 @@ impl Controller {
         Ok(())
     }
 
+    /// Normal shutdown (CC.SHN = 01b, §3.6.1): the controller writes back its volatile state
+    /// and reports CSTS.SHST = complete, so the next power-on is not an unsafe shutdown.
+    /// Takes every queue, so no command is in flight. Returns how long it took, in ms.
+    pub fn shutdown(&self) -> Result<u64, NvmeError> {
+        let queues: Vec<_> = self.io.iter().map(|q| q.lock()).collect();
+        let _admin = self.admin.lock();
+        let start = self.env.clock.now_ns();
+        let cc = self.bar.read32(regs::CC);
+        self.bar
+            .write32(regs::CC, (cc & !regs::CC_SHN_MASK) | regs::CC_SHN_NORMAL);
+        // RTD3E is the controller's own bound, in microseconds; CAP.TO when it gives none.
+        let limit_ns = match self.id.rtd3e {
+            0 => self.cap.timeout_ms().max(500) * 1_000_000,
+            us => (us as u64 * 1000).max(500_000_000),
+        };
+        loop {
+            let csts = self.bar.read32(regs::CSTS);
+            if csts & regs::CSTS_SHST_MASK == regs::CSTS_SHST_DONE {
+                break;
+            }
+            if csts == u32::MAX || self.env.clock.now_ns().saturating_sub(start) > limit_ns {
+                return Err(NvmeError::Timeout("shutdown"));
+            }
+            core::hint::spin_loop();
+        }
+        drop(queues);
+        let ms = self.env.clock.now_ns().saturating_sub(start) / 1_000_000;
+        // Not an error: requests fail from here on until `nvme reset` brings it back.
+        *self.failed.lock() = Some(String::from("shut down"));
+        self.has_failed.store(true, Ordering::Release);
+        Ok(ms)
+    }
+
     /// Aborts command `cid` of queue `sqid`; true if the controller says it aborted it.
     fn abort(&self, sqid: u16, cid: u16) -> bool {
         let cmd = Command {

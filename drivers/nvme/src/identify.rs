@@ -550,6 +550,32 @@ mod tests {
         assert!(parse_ns_list(&[0xff; 3]).is_empty());
     }
 
+    /// What QEMU 10.0's emulated controller returned (captured with `nvme id 0 -x` and
+    /// `nvme ns 0 N -x`; also the fuzz target's seeds).
+    #[test]
+    fn qemu_identify_data() {
+        let c = IdController::parse(include_bytes!(
+            "../../../fuzz/corpus/nvme_identify/qemu-identify-controller.bin"
+        ));
+        assert_eq!((c.vid, c.ssvid), (0x1b36, 0x1af4));
+        assert_eq!(c.model, "QEMU NVMe Ctrl");
+        assert_eq!(c.serial, "cap-a");
+        assert_eq!(c.mdts, 0);
+        assert_eq!(version_string(c.ver), "1.4.0");
+        assert_eq!((c.sqes, c.cqes), (0x66, 0x44));
+        assert!(c.nn >= 3);
+        let n = IdNamespace::parse(include_bytes!(
+            "../../../fuzz/corpus/nvme_identify/qemu-identify-ns-4096.bin"
+        ));
+        assert_eq!(n.nsze, 8192);
+        assert_eq!(n.usable(), Ok(4096));
+        assert_eq!(n.formats.len(), 8);
+        let n = IdNamespace::parse(include_bytes!(
+            "../../../fuzz/corpus/nvme_identify/qemu-identify-ns-512.bin"
+        ));
+        assert_eq!((n.nsze, n.usable()), (131072, Ok(512)));
+    }
+
     #[test]
     fn smart_and_error_log() {
         let mut b = vec![0u8; SMART_LEN];
