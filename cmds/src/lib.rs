@@ -38,7 +38,7 @@ impl<
             + blk::BlkHost
             + virtio::VirtioHost
             + nvme::NvmeHost
-    + nvme::NvmeHost
+            + nvme::NvmeHost
             + irq::IrqHost
             + smp::SmpHost,
     > System for T

@@ -94,7 +94,8 @@ fn nvme<S: NvmeHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
         }
         _ => {
             a.finish()?;
-            ctrl.reset().map_err(|e| fail!("{}: reset failed: {}", ctrl.name, e))?;
+            ctrl.reset()
+                .map_err(|e| fail!("{}: reset failed: {}", ctrl.name, e))?;
             outln!(
                 o,
                 "{}: reset done ({} resets so far); {} I/O queues",
@@ -129,7 +130,7 @@ fn size(bytes: u128) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut u = 0;
     let mut v = bytes;
-    while v >= 1024 && v % 1024 == 0 && u + 1 < UNITS.len() {
+    while v >= 1024 && v.is_multiple_of(1024) && u + 1 < UNITS.len() {
         v /= 1024;
         u += 1;
     }
@@ -143,7 +144,12 @@ fn size(bytes: u128) -> String {
         scale *= 1024;
         unit += 1;
     }
-    format!("{}.{} {}", bytes / scale, bytes % scale * 10 / scale, UNITS[unit])
+    format!(
+        "{}.{} {}",
+        bytes / scale,
+        bytes % scale * 10 / scale,
+        UNITS[unit]
+    )
 }
 
 fn list<S: NvmeHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
@@ -247,19 +253,79 @@ fn id(c: &Controller, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
     outln!(o, "   sn       \"{}\"", id.serial);
     outln!(o, "   mn       \"{}\"", id.model);
     outln!(o, "   fr       \"{}\"", id.firmware);
-    outln!(o, "   ieee     {:06x}   cmic {:#x}   cntlid {:#x}   cntrltype {}", id.ieee_oui, id.cmic, id.cntlid, id.cntrltype);
-    outln!(o, "   ver      {:#010x} ({})", id.ver, identify::version_string(id.ver));
+    outln!(
+        o,
+        "   ieee     {:06x}   cmic {:#x}   cntlid {:#x}   cntrltype {}",
+        id.ieee_oui,
+        id.cmic,
+        id.cntlid,
+        id.cntrltype
+    );
+    outln!(
+        o,
+        "   ver      {:#010x} ({})",
+        id.ver,
+        identify::version_string(id.ver)
+    );
     outln!(o, "   mdts     {}", id.mdts);
-    outln!(o, "   rab      {}   rtd3r {} us   rtd3e {} us", id.rab, id.rtd3r, id.rtd3e);
+    outln!(
+        o,
+        "   rab      {}   rtd3r {} us   rtd3e {} us",
+        id.rab,
+        id.rtd3r,
+        id.rtd3e
+    );
     outln!(o, "   oaes     {:#x}   ctratt {:#x}", id.oaes, id.ctratt);
-    outln!(o, "   oacs     {:#06x} {}", id.oacs, id.oacs_names().join(", "));
-    outln!(o, "   acl      {}   aerl {}   frmw {:#x}   lpa {:#x}   elpe {}", id.acl, id.aerl, id.frmw, id.lpa, id.elpe);
+    outln!(
+        o,
+        "   oacs     {:#06x} {}",
+        id.oacs,
+        id.oacs_names().join(", ")
+    );
+    outln!(
+        o,
+        "   acl      {}   aerl {}   frmw {:#x}   lpa {:#x}   elpe {}",
+        id.acl,
+        id.aerl,
+        id.frmw,
+        id.lpa,
+        id.elpe
+    );
     outln!(o, "   wctemp   {} K   cctemp {} K", id.wctemp, id.cctemp);
-    outln!(o, "   sqes     {:#04x}   cqes {:#04x}   maxcmd {}", id.sqes, id.cqes, id.maxcmd);
+    outln!(
+        o,
+        "   sqes     {:#04x}   cqes {:#04x}   maxcmd {}",
+        id.sqes,
+        id.cqes,
+        id.maxcmd
+    );
     outln!(o, "   nn       {}", id.nn);
-    outln!(o, "   oncs     {:#06x} {}", id.oncs, id.oncs_names().join(", "));
-    outln!(o, "   fuses    {:#x}   fna {:#x}   vwc {:#x}{}", id.fuses, id.fna, id.vwc, if id.has_volatile_cache() { " (volatile write cache)" } else { "" });
-    outln!(o, "   awun     {}   awupf {}   sgls {:#010x}   mnan {}", id.awun, id.awupf, id.sgls, id.mnan);
+    outln!(
+        o,
+        "   oncs     {:#06x} {}",
+        id.oncs,
+        id.oncs_names().join(", ")
+    );
+    outln!(
+        o,
+        "   fuses    {:#x}   fna {:#x}   vwc {:#x}{}",
+        id.fuses,
+        id.fna,
+        id.vwc,
+        if id.has_volatile_cache() {
+            " (volatile write cache)"
+        } else {
+            ""
+        }
+    );
+    outln!(
+        o,
+        "   awun     {}   awupf {}   sgls {:#010x}   mnan {}",
+        id.awun,
+        id.awupf,
+        id.sgls,
+        id.mnan
+    );
     outln!(o, "   subnqn   \"{}\"", id.subnqn);
     for (i, p) in id.power_states.iter().enumerate() {
         let (w, frac) = if p.mxps {
@@ -273,7 +339,11 @@ fn id(c: &Controller, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
             i,
             w,
             frac,
-            if p.non_operational { " non-operational" } else { "" },
+            if p.non_operational {
+                " non-operational"
+            } else {
+                ""
+            },
             p.entry_latency_us,
             p.exit_latency_us
         );
@@ -283,12 +353,20 @@ fn id(c: &Controller, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
 
 fn namespace(c: &Controller, nsid: u32, raw_dump: bool, o: &mut dyn Write) -> CmdResult {
     if !c.namespaces().iter().any(|n| n.nsid == nsid) {
-        let active: Vec<String> = c.namespaces().iter().map(|n| format!("{}", n.nsid)).collect();
+        let active: Vec<String> = c
+            .namespaces()
+            .iter()
+            .map(|n| format!("{}", n.nsid))
+            .collect();
         return Err(fail!(
             "{}: no active namespace {} (active: {})",
             c.name,
             nsid,
-            if active.is_empty() { String::from("none") } else { active.join(", ") }
+            if active.is_empty() {
+                String::from("none")
+            } else {
+                active.join(", ")
+            }
         ));
     }
     let raw = c
@@ -301,12 +379,44 @@ fn namespace(c: &Controller, nsid: u32, raw_dump: bool, o: &mut dyn Write) -> Cm
     let n = IdNamespace::parse(&raw);
     let lba = n.format().and_then(|f| f.data_size()).unwrap_or(0) as u128;
     outln!(o, "{}n{}: Identify Namespace {}", c.name, nsid, nsid);
-    outln!(o, "   nsze     {} LBAs ({})", n.nsze, size(n.nsze as u128 * lba));
+    outln!(
+        o,
+        "   nsze     {} LBAs ({})",
+        n.nsze,
+        size(n.nsze as u128 * lba)
+    );
     outln!(o, "   ncap     {} LBAs", n.ncap);
     outln!(o, "   nuse     {} LBAs", n.nuse);
-    outln!(o, "   nsfeat   {:#x}   nmic {:#x}   nsattr {:#x}{}", n.nsfeat, n.nmic, n.nsattr, if n.write_protected() { " (write protected)" } else { "" });
-    outln!(o, "   flbas    {:#x} (format {}{})", n.flbas, n.format_index(), if n.extended_lba() { ", extended LBA" } else { "" });
-    outln!(o, "   mc       {:#x}   dpc {:#x}   dps {:#x}", n.mc, n.dpc, n.dps);
+    outln!(
+        o,
+        "   nsfeat   {:#x}   nmic {:#x}   nsattr {:#x}{}",
+        n.nsfeat,
+        n.nmic,
+        n.nsattr,
+        if n.write_protected() {
+            " (write protected)"
+        } else {
+            ""
+        }
+    );
+    outln!(
+        o,
+        "   flbas    {:#x} (format {}{})",
+        n.flbas,
+        n.format_index(),
+        if n.extended_lba() {
+            ", extended LBA"
+        } else {
+            ""
+        }
+    );
+    outln!(
+        o,
+        "   mc       {:#x}   dpc {:#x}   dps {:#x}",
+        n.mc,
+        n.dpc,
+        n.dps
+    );
     outln!(o, "   nguid    {}", hex(&n.nguid));
     outln!(o, "   eui64    {}", hex(&n.eui64));
     for (i, f) in n.formats.iter().enumerate() {
@@ -316,10 +426,16 @@ fn namespace(c: &Controller, nsid: u32, raw_dump: bool, o: &mut dyn Write) -> Cm
             i,
             f.ms,
             f.lbads,
-            f.data_size().map(|d| format!("{} B", d)).unwrap_or_else(|| String::from("unsupported")),
+            f.data_size()
+                .map(|d| format!("{} B", d))
+                .unwrap_or_else(|| String::from("unsupported")),
             f.rp,
             f.performance(),
-            if i == n.format_index() { "  in use" } else { "" }
+            if i == n.format_index() {
+                "  in use"
+            } else {
+                ""
+            }
         );
     }
     match n.usable() {
@@ -348,13 +464,28 @@ fn smart(c: &Controller, o: &mut dyn Write) -> CmdResult {
         warnings.join(", ")
     );
     let c_deg = s.temperature_k as i32 - 273;
-    outln!(o, "   temperature        {} K ({} C)", s.temperature_k, c_deg);
+    outln!(
+        o,
+        "   temperature        {} K ({} C)",
+        s.temperature_k,
+        c_deg
+    );
     for (i, t) in s.sensors.iter().enumerate().filter(|(_, t)| **t != 0) {
         outln!(o, "   sensor {}           {} K", i + 1, t);
     }
-    outln!(o, "   available spare    {}% (threshold {}%)", s.available_spare, s.spare_threshold);
+    outln!(
+        o,
+        "   available spare    {}% (threshold {}%)",
+        s.available_spare,
+        s.spare_threshold
+    );
     outln!(o, "   percentage used    {}%", s.percentage_used);
-    outln!(o, "   data units read    {} ({} x 512000 B)", s.data_units_read, s.data_units_read);
+    outln!(
+        o,
+        "   data units read    {} ({} x 512000 B)",
+        s.data_units_read,
+        s.data_units_read
+    );
     outln!(o, "   data units written {}", s.data_units_written);
     outln!(o, "   host reads         {}", s.host_reads);
     outln!(o, "   host writes        {}", s.host_writes);
@@ -364,14 +495,25 @@ fn smart(c: &Controller, o: &mut dyn Write) -> CmdResult {
     outln!(o, "   unsafe shutdowns   {}", s.unsafe_shutdowns);
     outln!(o, "   media errors       {}", s.media_errors);
     outln!(o, "   error log entries  {}", s.error_log_entries);
-    outln!(o, "   warning temp time  {} min   critical temp time {} min", s.warning_temp_minutes, s.critical_temp_minutes);
+    outln!(
+        o,
+        "   warning temp time  {} min   critical temp time {} min",
+        s.warning_temp_minutes,
+        s.critical_temp_minutes
+    );
     Ok(())
 }
 
 fn error_log(c: &Controller, o: &mut dyn Write) -> CmdResult {
     let mut l = c.error_log().map_err(|e| fail!("{}: {}", c.name, e))?;
-    l.sort_by(|a, b| b.count.cmp(&a.count));
-    outln!(o, "{}: error log, {} entries (the controller keeps {})", c.name, l.len(), c.id.elpe as u32 + 1);
+    l.sort_by_key(|e| core::cmp::Reverse(e.count));
+    outln!(
+        o,
+        "{}: error log, {} entries (the controller keeps {})",
+        c.name,
+        l.len(),
+        c.id.elpe as u32 + 1
+    );
     for e in &l {
         outln!(
             o,
@@ -388,7 +530,13 @@ fn error_log(c: &Controller, o: &mut dyn Write) -> CmdResult {
 }
 
 fn queues(c: &Controller, o: &mut dyn Write) -> CmdResult {
-    outln!(o, "{}: {} ({} I/O queues)", c.name, c.mechanism, c.io_queues());
+    outln!(
+        o,
+        "{}: {} ({} I/O queues)",
+        c.name,
+        c.mechanism,
+        c.io_queues()
+    );
     outln!(
         o,
         "qid  size  cpu  sq tail  sq head  cq head  phase   submitted   completed  errors  timeouts  vector  entry  interrupts"

@@ -119,4 +119,3 @@ impl Clock for FakeClock {
         self.now.fetch_add(self.step, Ordering::Relaxed)
     }
 }
-

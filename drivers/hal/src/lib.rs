@@ -76,6 +76,10 @@ impl DmaRegion {
         self.buf.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.buf.len == 0
+    }
+
     /// A pointer to byte `off`; `off` must be at most `len()`.
     pub fn ptr(&self, off: usize) -> *mut u8 {
         debug_assert!(off <= self.buf.len);

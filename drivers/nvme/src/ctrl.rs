@@ -536,7 +536,8 @@ impl Controller {
             cdw10: cns as u32,
             ..Default::default()
         };
-        self.admin_cmd("Identify", cmd, IDENTIFY_LEN).map(|(_, d)| d)
+        self.admin_cmd("Identify", cmd, IDENTIFY_LEN)
+            .map(|(_, d)| d)
     }
 
     /// Get Log Page `lid` (controller-wide), `len` bytes (a multiple of 4, at most a page).
@@ -1053,7 +1054,6 @@ impl Controller {
         first_err: &mut Option<BlkError>,
     ) -> Result<usize, BlkError> {
         let timeout = self.timeout_ns.load(Ordering::Relaxed);
-        let qp = &q.qp;
         let irq = self.env.irq;
         let mech = self.mechanism;
         let admin_intx = if mech == Mechanism::Intx {
@@ -1061,24 +1061,34 @@ impl Controller {
         } else {
             None
         };
-        let done = q.wake.waiter.wait(timeout, &mut || {
+        // Bounded even against a controller that posts only completions we did not ask for:
+        // if nothing of ours retires within the timeout, the commands in flight timed out.
+        let start = self.env.clock.now_ns();
+        loop {
+            let qp = &q.qp;
+            let left = timeout.saturating_sub(self.env.clock.now_ns().saturating_sub(start));
+            let done = left > 0
+                && q.wake.waiter.wait(left, &mut || {
+                    if let (Some(v), Some(irq)) = (&admin_intx, irq) {
+                        irq.end_intx(v);
+                    }
+                    qp.has_completion()
+                });
+            if !done {
+                return self.timed_out(q, first_err);
+            }
+            let mut freed = 0;
+            while let Some(c) = q.qp.pop() {
+                freed += self.retire(q, &c, first_err);
+            }
+            q.qp.release(&*self.bar);
             if let (Some(v), Some(irq)) = (&admin_intx, irq) {
                 irq.end_intx(v);
             }
-            qp.has_completion()
-        });
-        if !done {
-            return self.timed_out(q, first_err);
+            if freed > 0 {
+                return Ok(freed);
+            }
         }
-        let mut freed = 0;
-        while let Some(c) = q.qp.pop() {
-            freed += self.retire(q, &c, first_err);
-        }
-        q.qp.release(&*self.bar);
-        if let (Some(v), Some(irq)) = (&admin_intx, irq) {
-            irq.end_intx(v);
-        }
-        Ok(freed)
     }
 
     /// Retires one completion: checks its status, copies bounced reads out, frees the slot.

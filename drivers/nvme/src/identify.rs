@@ -17,7 +17,9 @@ fn u8_at(b: &[u8], off: usize) -> u8 {
 }
 
 fn le(b: &[u8], off: usize, n: usize) -> u128 {
-    (0..n).rev().fold(0u128, |v, i| v << 8 | u8_at(b, off + i) as u128)
+    (0..n)
+        .rev()
+        .fold(0u128, |v, i| v << 8 | u8_at(b, off + i) as u128)
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -500,7 +502,10 @@ mod tests {
         assert_eq!((c.mdts, c.nn, c.sqes, c.cqes), (7, 256, 0x66, 0x44));
         assert_eq!(version_string(c.ver), "1.4.0");
         assert_eq!(c.subnqn, "nqn.2019-08.org.qemu:capmon-nv0");
-        assert_eq!(c.oncs_names(), ["Compare", "Dataset Management", "Save/Select in Features"]);
+        assert_eq!(
+            c.oncs_names(),
+            ["Compare", "Dataset Management", "Save/Select in Features"]
+        );
         assert!(c.has_volatile_cache());
         assert_eq!(c.power_states.len(), 1);
         assert_eq!(c.power_states[0].max_power, 2500);

@@ -9,6 +9,8 @@ extern crate std;
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+#[cfg(test)]
+mod tests;
 
 pub mod ctrl;
 pub mod identify;

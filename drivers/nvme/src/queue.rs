@@ -147,7 +147,9 @@ impl QueuePair {
         let off = self.cq_head as usize * CQE_LEN;
         let read = |i: usize| {
             // SAFETY: `cq_head < size`, so the 16-byte entry lies inside `cq`.
-            u32::from_le(unsafe { core::ptr::read_volatile(self.cq.ptr(off + 4 * i) as *const u32) })
+            u32::from_le(unsafe {
+                core::ptr::read_volatile(self.cq.ptr(off + 4 * i) as *const u32)
+            })
         };
         let dw3 = read(3);
         if (dw3 & (1 << 16) != 0) != self.phase {

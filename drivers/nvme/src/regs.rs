@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(d[0], 0x1234_0002);
         assert_eq!((d[6], d[7], d[8], d[9]), (0x2345_6000, 1, 0xdead_b000, 0));
         let e = Completion::from_dwords([5, 0, 0x0001_0007, 0x0001_1234 | 0x80 << 17]);
-        assert_eq!((e.dw0, e.sq_head, e.sqid, e.cid, e.phase), (5, 7, 1, 0x1234, true));
+        assert_eq!(
+            (e.dw0, e.sq_head, e.sqid, e.cid, e.phase),
+            (5, 7, 1, 0x1234, true)
+        );
         assert_eq!(e.status.sc, 0x80);
     }
 }

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(q.code(), 0x101);
         assert!(Status::from_field(0).is_success());
         assert!(Status::from_field(7).is_abort_requested());
-        assert_eq!(Status::from_field(2 << 8 | 0x81).name(), "Unrecovered Read Error");
+        assert_eq!(
+            Status::from_field(2 << 8 | 0x81).name(),
+            "Unrecovered Read Error"
+        );
         assert_eq!(Status::from_field(5 << 8).name(), "unknown status");
         // QEMU's Internal Error with DNR, as a completion's dword 3 carries it.
         let dw3: u32 = 0x4006 << 17 | 1 << 16 | 0x200;
