@@ -279,7 +279,11 @@ mod tests {
         assert_eq!(partition_name("nvme0n1", 1), "nvme0n1p1");
         assert!(r.get("vdz").is_none());
         assert_eq!(r.add_named("nvme1n3", ram()).as_deref(), Some("nvme1n3"));
-        assert_eq!(r.add_named("nvme1n3", ram()), None, "a taken name is refused");
+        assert_eq!(
+            r.add_named("nvme1n3", ram()),
+            None,
+            "a taken name is refused"
+        );
         assert_eq!(r.add_named("", ram()), None);
     }
 
