@@ -8,7 +8,11 @@ Every answer is `KEY VALUE` lines, easy to read from Tcl.
         `file <path>`, `qdev <QOM path of the device model>`
     blkoracle.py pci SOCKET QDEV_ID
         QMP query-pci of the function with that id: `bdf 0000:BB:DD.F`, `vendor 0xVVVV`,
-        `device 0xDDDD`
+        `device 0xDDDD`, `subvendor 0xVVVV`, `subsystem 0xDDDD`
+    blkoracle.py stats SOCKET DRIVE_ID...
+        QMP query-blockstats summed over the drives (QEMU's block accounting, which NVMe
+        SMART data reports): `rd_bytes`, `wr_bytes`, `rd_ops`, `wr_ops`, `flush_ops`,
+        `failed_rd_ops`, `failed_wr_ops`
     blkoracle.py virtio SOCKET QOM_PATH
         QMP x-query-virtio-status: `guest NAME...` and `host NAME...` (feature names as
         capmon prints them: VIRTIO_BLK_F_FLUSH -> FLUSH), `status NAME...`, `num-vqs N`
@@ -79,9 +83,36 @@ def cmd_pci(sock, qdev_id):
                     ("bdf", "0000:%02x:%02x.%x" % (d["bus"], d["slot"], d["function"])),
                     ("vendor", "0x%04x" % d["id"]["vendor"]),
                     ("device", "0x%04x" % d["id"]["device"]),
+                    ("subvendor", "0x%04x" % d["id"].get("subsystem-vendor", 0)),
+                    ("subsystem", "0x%04x" % d["id"].get("subsystem", 0)),
                 ])
                 return 0
     raise QmpError(f"query-pci: no function with id {qdev_id}")
+
+
+STATS = [
+    ("rd_bytes", "rd_bytes"),
+    ("wr_bytes", "wr_bytes"),
+    ("rd_ops", "rd_operations"),
+    ("wr_ops", "wr_operations"),
+    ("flush_ops", "flush_operations"),
+    ("failed_rd_ops", "failed_rd_operations"),
+    ("failed_wr_ops", "failed_wr_operations"),
+]
+
+
+def cmd_stats(sock, *drive_ids):
+    want = set(drive_ids)
+    total = {k: 0 for k, _ in STATS}
+    for d in Qmp(sock).execute("query-blockstats"):
+        if d.get("device") in want:
+            want.discard(d["device"])
+            for k, q in STATS:
+                total[k] += d["stats"][q]
+    if want:
+        raise QmpError(f"query-blockstats: no drive {' '.join(sorted(want))}")
+    kv(total.items())
+    return 0
 
 
 def cmd_virtio(sock, path):
@@ -166,13 +197,16 @@ def main(argv):
     cmds = {
         "drive": (cmd_drive, 2),
         "pci": (cmd_pci, 2),
+        "stats": (cmd_stats, -2),
         "virtio": (cmd_virtio, 2),
         "queue": (cmd_queue, 3),
         "part": (cmd_part, 2),
         "put": (cmd_put, 5),
         "same": (cmd_same, 2),
     }
-    if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
+    # A count of -N: N or more arguments.
+    n = cmds[argv[0]][1] if argv and argv[0] in cmds else None
+    if n is None or (len(argv) - 1 != n if n >= 0 else len(argv) - 1 < -n):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     fn, _ = cmds[argv[0]]

@@ -11,6 +11,7 @@
 #                                 MODE transitional|modern; RO 1 adds readonly=on
 #   host_run NAME ARGV            run a host command; its output, or "" and a FAIL
 #   blk_part IMG N                dict of sgdisk -i N (first last sectors type guid name)
+#   blk_part_name DISK N          partition N's device name: vda1, nvme0n1p1
 #   blk_host_sum IMG LBA COUNT    SHA-256 of IMG sectors LBA..LBA+COUNT
 #   blk_pattern_sum PAT LBA COUNT SHA-256 of the pattern's bytes for those sectors
 #   blk_guest_sum DEV LBA COUNT   `blk sum` in the guest: the hex digest, or ""
@@ -90,6 +91,12 @@ proc kv_dict {text} {
 
 proc blk_part {img n} {
     return [kv_dict [host_run "sgdisk -i $n" [list python3 $::blkoracle part $img $n]]]
+}
+
+# As drivers/block's partition_name: a `p` between a disk name ending in a digit and N.
+proc blk_part_name {disk n} {
+    if {[regexp {\d$} $disk]} { return "${disk}p$n" }
+    return "$disk$n"
 }
 
 proc blk_host_sum {img lba count} {

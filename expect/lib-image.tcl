@@ -12,7 +12,8 @@
 #   image_boot IF ?opts?          boot the same copy again on bus IF
 #   image_gpt IMG                 sgdisk oracle: dict disk_guid, sectors, parts {N {first
 #                                 last sectors type guid name}}
-#   image_check_blk DISK GPT      `blk` and `blk info` against the sgdisk oracle
+#   image_check_blk DISK GPT      `blk` and `blk info` against the sgdisk oracle (DISK's
+#                                 partitions are vda1.. or nvme0n1p1..: blk_part_name)
 #   image_check_part_sum DEV IMG FIRST COUNT   `blk sum DEV 0 COUNT` = host SHA-256 of IMG
 #                                 sectors FIRST..FIRST+COUNT
 #   image_check_esp_files IMG FIRST PATHS     mdir lists each ::/PATH in the ESP
@@ -171,18 +172,20 @@ proc image_check_blk {disk gpt} {
     set np [dict size $parts]
     check_eq "blk: $disk has the image's [dict get $gpt sectors] sectors" \
         [dict get $gpt sectors] [blk_row_field $rows $disk sectors]
-    check_eq "blk: $disk: GPT with $np partitions" "GPT, $np partitions" \
+    # After the model and serial, for drivers that know them (nvme).
+    check_match "blk: $disk: GPT with $np partitions" "(?:^|\\s)GPT, $np partitions\$" \
         [blk_row_field $rows $disk details]
-    set listed [lsort [lsearch -all -inline -regexp [dict keys $rows] "^$disk\\d+\$"]]
+    set part_re "^[blk_part_name $disk {\d+}]\$"
+    set listed [lsort [lsearch -all -inline -regexp [dict keys $rows] $part_re]]
     set want {}
-    foreach n [dict keys $parts] { lappend want $disk$n }
+    foreach n [dict keys $parts] { lappend want [blk_part_name $disk $n] }
     check_eq "blk: $disk's partitions are the GPT's" [lsort $want] $listed
 
     set info [monitor "blk info $disk"]
     check_eq "blk info $disk: disk GUID = sgdisk -p" [dict get $gpt disk_guid] \
         [line_value {^\s+GPT: disk (\S+),} $info]
     dict for {n p} $parts {
-        set dev $disk$n
+        set dev [blk_part_name $disk $n]
         set first [dget $p first]
         set last [dget $p last]
         set sectors [dget $p sectors]

@@ -20,6 +20,9 @@
 #   oracle_lapic ?APIC_ID? ?MODE? oracle_ioapic ?N?  oracle_msix ADDR N ?PBA?  oracle_cpus
 #                                interrupt-controller state as QEMU has it (irqoracle.py)
 #   qemu_pid / idle_cost SECONDS QEMU's pid; its host CPU use over SECONDS (idlecost.py), in %
+#   cmdline_iso WORDS            a copy of the proof's GRUB ISO (::proof(iso)) that adds WORDS
+#                                to the kernel command line (`boot -iso` it; removed at exit),
+#                                or "" with the reason in ::proof(cmdline_why) (Limine, tools)
 #   pass NAME / fail NAME WHY    record a result computed by the proof itself
 #   skip NAME WHY                a check this configuration cannot run (printed, not counted)
 #   poweroff                     `poweroff`: QEMU must exit 0 by itself (a check)
@@ -42,7 +45,7 @@ set ::prompt_re {(?:^|\n)capmon> }
 
 # Results and state of the running proof.
 array set ::proof {
-    name "" pass 0 fail 0 echo "" sid "" pid "" running 0 boots 0 sock "" vars "" log ""
+    name "" pass 0 fail 0 echo "" sid "" pid "" running 0 boots 0 sock "" vars "" log "" iso ""
 }
 # Options for the next boot; proof_begin sets them, boot overrides some.
 array set ::opt {
@@ -616,6 +619,59 @@ proc idle_cost {seconds} {
     return $pct
 }
 
+# ---------------------------------------------------------------- kernel command line
+
+set ::cmdline_files {}
+
+# GRUB's grub.cfg is inside the ISO: the proof's ISO is taken apart (the kernel, its symbols
+# and grub.cfg, all that `make iso` puts in it), the multiboot2 line gets WORDS, and
+# grub-mkrescue makes a new ISO of the same kernel, as scripts/bench-irq.sh does.
+proc cmdline_iso {words} {
+    set ::proof(cmdline_why) ""
+    set loader [env_or CAPMON_LOADER grub]
+    if {$loader ne "grub"} {
+        set ::proof(cmdline_why) "the command line goes into GRUB's grub.cfg; this is a $loader ISO"
+        return ""
+    }
+    set dir [file join $::build cmdline \
+                 "$::proof(name)-$::opt(-firmware)-[pid]-[llength $::cmdline_files]"]
+    set iso "$dir.iso"
+    lappend ::cmdline_files $dir $iso
+    file delete -force $dir $iso
+    file mkdir $dir
+    set argv [list xorriso -osirrox on -indev $::proof(iso)]
+    foreach f {boot/capmon.elf boot/capmon.sym boot/grub/grub.cfg} {
+        lappend argv -extract /$f [file join $dir $f]
+    }
+    set cfg [file join $dir boot grub grub.cfg]
+    set why ""
+    if {[catch {exec -ignorestderr -- timeout 60 {*}$argv 2>@1} out]} {
+        set why "xorriso: [brief $out]"
+    } elseif {[catch {
+        # xorriso extracts files read-only, as they are on the ISO.
+        exec chmod -R u+w $dir
+        set fh [open $cfg]
+        set text [read $fh]
+        close $fh
+        if {![regsub -line {^(\s*multiboot2 /boot/capmon\.elf\M.*)$} $text "\\1 $words" text]} {
+            error "no 'multiboot2 /boot/capmon.elf' line in grub.cfg"
+        }
+        set fh [open $cfg w]
+        puts -nonewline $fh $text
+        close $fh
+    } err]} {
+        set why $err
+    } elseif {[catch {exec -ignorestderr -- timeout 120 grub-mkrescue -o $iso $dir 2>@1} out]} {
+        set why "grub-mkrescue: [brief $out]"
+    }
+    if {$why ne ""} {
+        set ::proof(cmdline_why) "cannot make an ISO with '$words': $why"
+        return ""
+    }
+    send_log "\n#### [file tail $iso]: grub.cfg with '$words'\n"
+    return $iso
+}
+
 # ---------------------------------------------------------------- begin / end
 
 # Starts a proof without booting: options, transcript. proof_begin = proof_init + boot.
@@ -624,6 +680,8 @@ proc proof_init {name args} {
     set ::opt(-firmware) [env_or CAPMON_FIRMWARE bios]
     set ::opt(-iso) [env_or CAPMON_ISO [file join $::build capmon.iso]]
     parse_opts $args
+    # The proof's own boot medium: `boot -iso` changes ::opt(-iso) for the boots after it.
+    set ::proof(iso) $::opt(-iso)
     set loader [env_or CAPMON_LOADER grub]
     set tag [expr {$loader eq "grub" ? $::opt(-firmware) : "$loader-$::opt(-firmware)"}]
     set dir [file join $::build transcripts]
@@ -702,5 +760,8 @@ proc proof_end {{timeout 30}} {
 }
 
 # Whatever ends the script, QEMU does not outlive it.
-exit -onexit { qemu_kill }
+exit -onexit {
+    qemu_kill
+    foreach f $::cmdline_files { catch {file delete -force $f} }
+}
 trap { puts "FAIL $::proof(name): interrupted"; exit 1 } {SIGINT SIGTERM SIGHUP}

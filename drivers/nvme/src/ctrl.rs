@@ -347,7 +347,27 @@ impl Controller {
             has_failed: AtomicBool::new(false),
             resets: AtomicU64::new(0),
         };
-        let admin_wake = ctrl.wake_for(0, 0, intx);
+        let mut intx = intx;
+        let mut admin_wake = ctrl.wake_for(0, 0, intx);
+        // MSI-X is there but the interrupt layer gives no message vector (none free, or it
+        // hands out INTx only): MSI-X off again, and INTx, then polling, as without it.
+        if let (Mechanism::MsiX, None, Some(irq)) = (ctrl.mechanism, &admin_wake.vector, env.irq) {
+            if let Some(m) = ctrl.msix.take() {
+                let _ = msi::disable_msix(cfg, m.cap);
+            }
+            log::info!("nvme {}: no MSI-X vector, trying INTx", bdf);
+            match self::intx(bdf, cfg, irq) {
+                Ok(v) => {
+                    ctrl.mechanism = Mechanism::Intx;
+                    intx = Some(v);
+                    admin_wake = ctrl.wake_for(0, 0, intx);
+                }
+                Err(why) => {
+                    log::info!("nvme {}: no INTx ({}), polling", bdf, why);
+                    ctrl.mechanism = Mechanism::Polling;
+                }
+            }
+        }
         ctrl.admin.lock().wake = admin_wake;
         ctrl.enable()?;
         ctrl.identify_controller()?;
@@ -382,8 +402,8 @@ impl Controller {
         if let Some(v) = intx {
             return Wake {
                 waiter: Box::new(Interrupt::new(irq, self.env.clock, &v, Mechanism::Intx)),
-                // Shared by every queue: freed once, with the admin queue's.
-                vector: (qid == 0).then_some(v),
+                // Shared by every queue (freed once, see Drop).
+                vector: Some(v),
                 entry: None,
             };
         }
@@ -1056,11 +1076,8 @@ impl Controller {
         let timeout = self.timeout_ns.load(Ordering::Relaxed);
         let irq = self.env.irq;
         let mech = self.mechanism;
-        let admin_intx = if mech == Mechanism::Intx {
-            self.admin.lock().wake.vector
-        } else {
-            None
-        };
+        // INTx: the line is masked from its interrupt until the driver has looked (end_intx).
+        let admin_intx = q.wake.vector.filter(|_| mech == Mechanism::Intx);
         // Bounded even against a controller that posts only completions we did not ask for:
         // if nothing of ours retires within the timeout, the commands in flight timed out.
         let start = self.env.clock.now_ns();
@@ -1267,7 +1284,11 @@ impl Drop for Controller {
                     }
                 }
             }
-            for v in vectors.into_iter().flatten() {
+            // An INTx vector is shared by every queue: give it back once.
+            let mut vectors: Vec<IrqVector> = vectors.into_iter().flatten().collect();
+            vectors.sort_by_key(|v| v.vector);
+            vectors.dedup_by_key(|v| v.vector);
+            for v in vectors {
                 irq.free(&v);
             }
         }

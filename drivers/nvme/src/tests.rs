@@ -36,6 +36,8 @@ impl Cpus for FakeCpus {
 /// Vectors 0x40.. with one event each; the fake's interrupt hook signals the event of the
 /// MSI-X entry it names, which the test wires after bring-up.
 struct FakeIrq {
+    /// Whether message-signalled vectors are given (else INTx only, as `nvme_irq=intx`).
+    msi: bool,
     next: Mutex<u8>,
     /// (vector, apic id, event) in allocation order.
     given: Mutex<Vec<(u8, u32, &'static IrqEvent)>>,
@@ -47,6 +49,32 @@ impl Interrupts for FakeIrq {
         self.alloc_msi_on(owner, m, label, 0)
     }
     fn alloc_msi_on(&self, _: IrqOwner, _: Mechanism, _: &str, cpu: usize) -> Option<IrqVector> {
+        if !self.msi {
+            return None;
+        }
+        self.give(cpu)
+    }
+    fn alloc_intx(&self, _: IrqOwner, pin: u8, _: &str) -> Option<IrqVector> {
+        assert_eq!(pin, 1, "INTA");
+        self.give(0)
+    }
+    fn free(&self, v: &IrqVector) {
+        self.freed.lock().unwrap().push(v.vector);
+    }
+    fn wait_for(&self, _: &IrqEvent, _: u64) {}
+}
+
+impl FakeIrq {
+    fn leaked(msi: bool) -> &'static FakeIrq {
+        Box::leak(Box::new(FakeIrq {
+            msi,
+            next: Mutex::new(0x40),
+            given: Mutex::new(Vec::new()),
+            freed: Mutex::new(Vec::new()),
+        }))
+    }
+
+    fn give(&self, cpu: usize) -> Option<IrqVector> {
         let mut n = self.next.lock().unwrap();
         let vector = *n;
         *n += 1;
@@ -63,10 +91,6 @@ impl Interrupts for FakeIrq {
             event,
         })
     }
-    fn free(&self, v: &IrqVector) {
-        self.freed.lock().unwrap().push(v.vector);
-    }
-    fn wait_for(&self, _: &IrqEvent, _: u64) {}
 }
 
 struct Rig {
@@ -389,11 +413,7 @@ fn bring_up_failures_are_reported_not_hung_on() {
 
 #[test]
 fn every_queue_gets_its_own_msix_vector_on_its_cpu() {
-    let irq: &'static FakeIrq = Box::leak(Box::new(FakeIrq {
-        next: Mutex::new(0x40),
-        given: Mutex::new(Vec::new()),
-        freed: Mutex::new(Vec::new()),
-    }));
+    let irq = FakeIrq::leaked(true);
     let r = rig(two_namespaces());
     // The hook signals the event of the entry's vector (entry n was given the n-th vector).
     let given: &'static Mutex<Vec<(u8, u32, &'static IrqEvent)>> = &irq.given;
@@ -439,6 +459,42 @@ fn every_queue_gets_its_own_msix_vector_on_its_cpu() {
     let mut freed = irq.freed.lock().unwrap().clone();
     freed.sort();
     assert_eq!(freed, [0x40, 0x41, 0x42], "every vector given back");
+    r.clean();
+}
+
+#[test]
+fn without_message_vectors_every_queue_shares_intx() {
+    let irq = FakeIrq::leaked(false);
+    let r = rig(two_namespaces());
+    let given: &'static Mutex<Vec<(u8, u32, &'static IrqEvent)>> = &irq.given;
+    r.fake.set_interrupt_hook(Box::new(move |entry| {
+        assert_eq!(entry, INTX, "MSI-X is off again");
+        if let Some((_, _, e)) = given.lock().unwrap().first() {
+            e.signal();
+        }
+    }));
+    let c = r.up_with(Some(irq));
+    assert_eq!(c.mechanism, Mechanism::Intx);
+    assert_eq!(
+        r.fake.pci_config().msix_control() & 0x8000,
+        0,
+        "MSI-X disabled"
+    );
+    let mut ns = Namespace::new(c.clone(), 1).unwrap();
+    let mut buf = vec![0u8; 8192];
+    ns.read(0, &mut buf).unwrap();
+    let q = c.queue_report();
+    assert!(q
+        .iter()
+        .all(|x| x.vector == Some(0x40) && x.entry.is_none()));
+    assert!(q[1].interrupts >= 1);
+    drop((ns, q));
+    drop(Arc::try_unwrap(c).ok().expect("last reference"));
+    assert_eq!(
+        *irq.freed.lock().unwrap(),
+        [0x40],
+        "the shared vector given back once"
+    );
     r.clean();
 }
 
