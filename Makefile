@@ -33,7 +33,7 @@ SETUP_STAMP := $(BUILD)/.setup-done
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup kernel iso iso-limine run run-uefi run-limine test test-host test-proofs lint \
-        bench bench-boot bench-pci bench-blk bench-irq bench-smp fuzz gdb clean
+        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp fuzz gdb clean
 
 all: $(KERNEL_ELF)
 
@@ -116,7 +116,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk bench-irq bench-smp
+bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -126,6 +126,9 @@ bench-pci: $(ISO)
 
 bench-blk: $(ISO)
 	scripts/bench-blk.sh
+
+bench-nvme: $(ISO)
+	scripts/bench-nvme.sh
 
 bench-irq: $(ISO)
 	scripts/bench-irq.sh

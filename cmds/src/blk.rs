@@ -21,7 +21,8 @@ pub trait BlkHost {
 }
 
 const USAGE: &str = "blk [info DEV | read DEV LBA [COUNT] | write DEV LBA COUNT PATTERN | \
-verify DEV LBA COUNT PATTERN | sum DEV LBA COUNT | rescan DEV | bench DEV [seq|rand] [read|write] [SIZE] [-f]]";
+verify DEV LBA COUNT PATTERN | sum DEV LBA COUNT | rescan DEV | \
+bench DEV [seq|rand] [read|write] [SIZE] [-q N] [-f]]";
 
 const LONG_HELP: &str = "\
 blk                              list block devices and their GPT partitions
@@ -31,10 +32,12 @@ blk write DEV LBA COUNT PATTERN  fill sectors with a test pattern
 blk verify DEV LBA COUNT PATTERN compare sectors with a test pattern
 blk sum DEV LBA COUNT            SHA-256 of the sectors: prints `sha256 <hex>`
 blk rescan DEV                   re-read DEV's GPT and re-create its partitions
-blk bench DEV [seq|rand] [read|write] [SIZE] [-f]
+blk bench DEV [seq|rand] [read|write] [SIZE] [-q N] [-f]
                                  request size SIZE (default 1M seq, 4K rand); stops after
                                  32 MiB, 2 s or the device end; writes need -f on a device
-                                 with a GPT and on partitions
+                                 with a GPT and on partitions; -q N keeps up to N reads in
+                                 flight (1..=256, default 1; reads only), in batches, mean
+                                 latency then from Little's law
 PATTERN is a byte (0xa5), inc (byte = absolute byte offset mod 256) or seed:N (splitmix64 of
 N and offset/8; scripts/blkpattern.py makes and checks the same bytes on the host).";
 
@@ -543,10 +546,13 @@ fn rescan<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
 
 fn run_bench<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let force = a.flag("-f");
-    let name = a.str()?;
+    let mut words = a.rest().into_iter();
+    let (mut name, mut depth) = (None, None);
     let (mut access, mut dir, mut size) = (Access::Seq, Dir::Read, None);
-    for w in a.rest() {
+    while let Some(w) = words.next() {
         match w {
+            "-q" => depth = Some(queue_depth(words.next())?),
+            _ if name.is_none() => name = Some(w),
             "seq" => access = Access::Seq,
             "rand" => access = Access::Rand,
             "read" => dir = Dir::Read,
@@ -557,6 +563,11 @@ fn run_bench<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResul
             _ => return Err(bad_arg!("unexpected argument '{}'", w)),
         }
     }
+    let name = name.ok_or(CmdError::Usage)?;
+    if depth.is_some() && dir == Dir::Write {
+        return Err(bad_arg!("-q is for reads only: writes run one at a time"));
+    }
+    let depth = depth.unwrap_or(1);
     let (dev, parent) = {
         let e = s
             .blk()
@@ -622,7 +633,12 @@ fn run_bench<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResul
         request,
         max_bytes: bench::MAX_BYTES,
         max_ns: bench::MAX_NS,
+        depth,
     };
+    let keeps = d.max_depth().max(1);
+    if depth > keeps {
+        outln!(o, "note: {} keeps at most {} in flight", name, keeps);
+    }
     let clock = s.clock();
     let mut progress = Progress::new(clock, PROGRESS_EVERY_NS);
     let now = || clock.now_ns();
@@ -640,13 +656,20 @@ fn run_bench<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResul
     });
     progress.end(o);
     let r = result.map_err(|e| io(name, e))?;
+    // The depth shows only above 1, so depth-1 lines read as they always did.
+    let qd = if depth > 1 {
+        format!(" qd{}", depth)
+    } else {
+        String::new()
+    };
     outln!(
         o,
-        "bench {} {} {} {}: {} in {} ms: {}.{} MB/s, {} IOPS, mean {} us",
+        "bench {} {} {} {}{}: {} in {} ms: {}.{} MB/s, {} IOPS, mean {} us",
         name,
         access.name(),
         dir.name(),
         request,
+        qd,
         exact_size(r.bytes),
         r.elapsed_ns / 1_000_000,
         r.mb_per_s_x10() / 10,
@@ -655,6 +678,19 @@ fn run_bench<S: BlkHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResul
         r.mean_latency_us()
     );
     Ok(())
+}
+
+/// The word after `-q`: a queue depth in `1..=bench::MAX_DEPTH`.
+fn queue_depth(w: Option<&str>) -> Result<usize, CmdError> {
+    let w = w.ok_or_else(|| bad_arg!("-q needs a queue depth (1..={})", bench::MAX_DEPTH))?;
+    match parse::number(w) {
+        Ok(n) if (1..=bench::MAX_DEPTH as u64).contains(&n) => Ok(n as usize),
+        _ => Err(bad_arg!(
+            "-q '{}': queue depth must be 1..={}",
+            w,
+            bench::MAX_DEPTH
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -928,19 +964,24 @@ mod tests {
         (String::from(head), ms, iops)
     }
 
+    /// Checks that the last line of `out` is a result line `HEAD: AMOUNT in ...`; its IOPS.
+    fn bench_line(out: &str, head: &str, amount: &str) -> u64 {
+        let last = out.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with(&format!("{}: {} in ", head, amount)),
+            "{:?}",
+            out
+        );
+        let (h, _ms, iops) = parse_bench(last);
+        assert_eq!(h, head);
+        iops
+    }
+
     #[test]
     fn bench_runs_bounded_and_protects_data() {
         let mut h = host();
         let out = run(&mut h, "bench ram0").unwrap();
-        let last = out.lines().last().unwrap();
-        assert!(
-            last.starts_with("bench ram0 seq read 1048576: 1 MiB in "),
-            "{}",
-            last
-        );
-        let (head, _ms, iops) = parse_bench(last);
-        assert_eq!(head, "bench ram0 seq read 1048576");
-        assert!(iops > 0);
+        assert!(bench_line(&out, "bench ram0 seq read 1048576", "1 MiB") > 0);
         let out = run(&mut h, "bench ram0 rand write 8K").unwrap();
         assert!(
             out.lines()
@@ -980,6 +1021,65 @@ mod tests {
     }
 
     #[test]
+    fn bench_queue_depth() {
+        let mut h = host();
+        let out = run(&mut h, "bench ram0 rand read 4K -q 32").unwrap();
+        // A RAM disk reads one request at a time, and the bench says so.
+        assert_eq!(
+            out.lines().next(),
+            Some("note: ram0 keeps at most 1 in flight")
+        );
+        assert!(bench_line(&out, "bench ram0 rand read 4096 qd32", "32 MiB") > 0);
+        assert!(out.contains(" IOPS, mean ") && out.ends_with(" us\n"));
+        // Anywhere on the line, on partitions too; depth 1 prints the plain line.
+        for (line, head, amount) in [
+            (
+                "bench -q 4 vda2 rand read 1K",
+                "bench vda2 rand read 1024 qd4",
+                "32 MiB",
+            ),
+            (
+                "bench vda seq read 4K -q 8",
+                "bench vda seq read 4096 qd8",
+                "256 KiB",
+            ),
+            (
+                "bench ram0 rand read 4K -q 1",
+                "bench ram0 rand read 4096",
+                "32 MiB",
+            ),
+        ] {
+            bench_line(&run(&mut h, line).unwrap(), head, amount);
+        }
+        assert!(!run(&mut h, "bench ram0 rand read -q 1")
+            .unwrap()
+            .contains("note"));
+        for (line, want) in [
+            ("bench ram0 -q", "-q needs a queue depth (1..=256)"),
+            ("bench ram0 -q 0", "-q '0': queue depth must be 1..=256"),
+            (
+                "bench ram0 rand read -q 257",
+                "-q '257': queue depth must be 1..=256",
+            ),
+            (
+                "bench ram0 -q many",
+                "-q 'many': queue depth must be 1..=256",
+            ),
+            (
+                "bench ram0 seq write -q 4 -f",
+                "-q is for reads only: writes run one at a time",
+            ),
+            (
+                "bench ram0 -q 1 rand write",
+                "-q is for reads only: writes run one at a time",
+            ),
+        ] {
+            assert_eq!(failed(run(&mut h, line)), want, "{}", line);
+        }
+        assert_eq!(run(&mut h, "bench -q 2"), Err(CmdError::Usage));
+    }
+
+    #[test]
     fn long_runs_print_progress_and_stop_on_time() {
         let mut h = host();
         h.clock.step = 200_000_000; // 200 ms per clock read
@@ -999,5 +1099,11 @@ mod tests {
             "stopped after about 2 s: {} ms",
             ms
         );
+        // Batches: progress after each, and the same time bound.
+        let out = run(&mut h, "bench ram0 rand read 4K -q 16").unwrap();
+        assert!(out.contains("\rbench ram0: "), "{:?}", out);
+        let (head, ms, _) = parse_bench(out.lines().last().unwrap());
+        assert_eq!(head, "bench ram0 rand read 4096 qd16");
+        assert!((2000..2300).contains(&ms), "{} ms", ms);
     }
 }

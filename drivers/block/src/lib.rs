@@ -10,6 +10,8 @@ pub mod pattern;
 pub mod ram;
 pub mod range;
 pub mod registry;
+#[cfg(test)]
+mod testdev;
 
 pub use gpt::{Gpt, GptError, GptPartition, Guid};
 pub use partition::{Partition, SharedDevice};

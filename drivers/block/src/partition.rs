@@ -1,5 +1,5 @@
 //! A partition: a window of sectors on a parent device, itself a `BlockDevice`.
-use crate::{check_request, BlkError, BlkInfo, BlockDevice};
+use crate::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -100,5 +100,90 @@ impl BlockDevice for Partition {
 
     fn flush(&mut self) -> Result<(), BlkError> {
         borrow(&self.parent)?.flush()
+    }
+
+    fn max_depth(&self) -> usize {
+        borrow(&self.parent).map_or(1, |p| p.max_depth())
+    }
+
+    fn read_batch(&mut self, reqs: &mut [ReadReq<'_>], depth: usize) -> Result<(), BlkError> {
+        for r in reqs.iter() {
+            check_request(r.lba, r.buf.len(), self.sector_size, self.sectors)?;
+        }
+        let mut parent = borrow(&self.parent)?;
+        // Checked as `read` checks: start + lba cannot overflow. The requests are the caller's,
+        // so their LBAs go back to the partition's own once the parent is done, error or not.
+        for r in reqs.iter_mut() {
+            r.lba += self.start;
+        }
+        let done = parent.read_batch(reqs, depth);
+        for r in reqs.iter_mut() {
+            r.lba -= self.start;
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdev::Recorder;
+    use crate::RamDisk;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Reads `(lba, sectors)` pieces of `p` as one batch at depth 4; the buffers and the LBAs
+    /// the requests hold afterwards.
+    fn batch(p: &mut Partition, pieces: &[(u64, usize)]) -> (Result<(), BlkError>, Vec<Vec<u8>>) {
+        let mut bufs: Vec<Vec<u8>> = pieces.iter().map(|x| vec![0u8; x.1]).collect();
+        let mut reqs: Vec<ReadReq<'_>> = bufs
+            .iter_mut()
+            .zip(pieces)
+            .map(|(buf, x)| ReadReq { lba: x.0, buf })
+            .collect();
+        let done = p.read_batch(&mut reqs, 4);
+        let lbas: Vec<u64> = reqs.iter().map(|r| r.lba).collect();
+        let want: Vec<u64> = pieces.iter().map(|x| x.0).collect();
+        assert_eq!(lbas, want, "the caller's LBAs are kept");
+        (done, bufs)
+    }
+
+    #[test]
+    fn batches_reach_the_parent_at_the_partition_offset() {
+        // Sector n of the parent holds the byte n.
+        let img: Vec<u8> = (0..64u8).flat_map(|n| [n; 512]).collect();
+        let dev = Recorder::new(RamDisk::from_image(img, 512).unwrap(), 8);
+        let log = dev.log.clone();
+        let parent = share(Box::new(dev));
+        let mut p = Partition::new(parent.clone(), 10, 20).unwrap();
+        assert_eq!(p.max_depth(), 8);
+        let (done, bufs) = batch(&mut p, &[(18, 1024), (0, 512)]);
+        done.unwrap();
+        assert_eq!(log.borrow().batches, [(vec![28, 10], 4)]);
+        assert_eq!(bufs[0], [[28u8; 512], [29; 512]].concat());
+        assert_eq!(bufs[1], [10u8; 512]);
+
+        // A request past the window's end, or not whole sectors: refused before anything
+        // reaches the parent.
+        let (done, _) = batch(&mut p, &[(0, 512), (19, 1024)]);
+        let range = BlkError::OutOfRange {
+            lba: 19,
+            count: 2,
+            capacity: 20,
+        };
+        assert_eq!(done, Err(range));
+        assert!(matches!(
+            batch(&mut p, &[(0, 100)]).0,
+            Err(BlkError::BadBuffer { .. })
+        ));
+        assert_eq!(log.borrow().batches.len(), 1);
+
+        // A busy parent: an error for the batch, depth 1 for max_depth.
+        let _held = parent.borrow_mut();
+        assert_eq!(p.max_depth(), 1);
+        assert!(matches!(
+            batch(&mut p, &[(0, 512)]).0,
+            Err(BlkError::Other(_))
+        ));
     }
 }

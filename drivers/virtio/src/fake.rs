@@ -13,12 +13,12 @@
 use crate::features::{self, blk as bf};
 use crate::monitor::DeviceStatus;
 use crate::pci::VIRTIO_MSI_NO_VECTOR;
+pub use capmon_hal::fake::{FakeClock, FakeDma};
 use capmon_hal::{BarMapper, MmioBox};
 use capmon_hal::{
     Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, Mmio, MsiMessage, PciConfig,
 };
 use capmon_pci::Bdf;
-pub use capmon_hal::fake::{FakeClock, FakeDma};
 use std::boxed::Box;
 use std::string::String;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,12 +11,12 @@
 use crate::blk::VirtioBlk;
 use crate::completion::{Completion, Interrupt, Polling};
 use crate::pci::{bar_address, VirtioPci, VIRTIO_MSI_NO_VECTOR};
-use capmon_hal::{BarMapper, MmioBox};
 use crate::VirtioError;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use capmon_hal::{BarMapper, MmioBox};
 use capmon_hal::{Clock, Dma, Interrupts, IrqOwner, IrqVector, Mechanism, Mmio, PciConfig};
 use capmon_pci::caps::id;
 use capmon_pci::{msi, Bdf, MsixTable};

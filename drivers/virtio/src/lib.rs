@@ -21,10 +21,10 @@ pub mod pci;
 pub mod queue;
 
 pub use blk::VirtioBlk;
+pub use capmon_hal::{BarMapper, MmioBox, PhysMapBars};
 pub use completion::{Completion, Polling};
 pub use irq::Wakeup;
 pub use monitor::{DeviceStatus, QueueReport, Report, VectorReport, VirtioMonitor};
-pub use capmon_hal::{BarMapper, MmioBox, PhysMapBars};
 pub use pci::{VirtioPci, VIRTIO_MSI_NO_VECTOR};
 pub use queue::SplitVirtqueue;
 

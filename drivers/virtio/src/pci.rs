@@ -8,7 +8,6 @@ use capmon_hal::{BarMapper, Dma, Mmio, MmioBox, PciConfig};
 use capmon_pci::caps::{self, CapKind, VirtioCfgType};
 use capmon_pci::HeaderType;
 
-
 // PCI configuration space (PCI Local Bus 3.0 §6.2, §6.7).
 const PCI_COMMAND: u16 = 0x04;
 const PCI_COMMAND_MEMORY: u32 = 1 << 1;

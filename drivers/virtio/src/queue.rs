@@ -2,10 +2,10 @@
 //! DMA memory, a free list of descriptors, and counters for the monitor.
 use crate::monitor::QueueCounters;
 use crate::VirtioError;
-use capmon_hal::DmaRegion;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use capmon_hal::DmaRegion;
 use capmon_hal::{Dma, Mmio};
 use core::sync::atomic::{fence, Ordering};
 
