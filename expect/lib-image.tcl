@@ -20,6 +20,8 @@
 #   image_check_esp_file IMG FIRST PATH HOSTFILE   ::/PATH is byte-identical to HOSTFILE
 #   image_check_script TAG ARGV   run a PASS/FAIL script (check-image.sh); each line a check
 #   image_check_untouched COPY REF WHAT   COPY (what QEMU ran on) equals REF sector for sector
+#   image_check_boot_part V DISK GPT ESP_N   `version` output V names the ESP's GPT partition
+#                                 GUID (GRUB's boot_part=) and its block device on DISK
 
 # Which disk the next boot attaches instead of the ISO ("" = lib.tcl's own -cdrom boot).
 array set ::image {if "" copy "" ref "" files {}}
@@ -218,4 +220,16 @@ proc image_check_untouched {copy ref what} {
                  [list python3 $::blkoracle same $ref $copy] 300]
     if {$out eq ""} { return }
     check_eq "the disk after the run = the image $what" same [string trim $out]
+}
+
+# The image's GRUB passes the ESP's GPT partition GUID as boot_part=; `version` prints it on
+# its boot device line with the block device holding it.
+proc image_check_boot_part {v disk gpt esp_n} {
+    if {$esp_n eq ""} { return }
+    set want_guid [dget [dict get $gpt parts $esp_n] guid]
+    set want_name [blk_part_name $disk $esp_n]
+    check_match "version: cmdline has boot_part= the ESP's partition GUID (sgdisk -i $esp_n)" \
+        "^cmdline:\\s+(?:\\S+ )*boot_part=${want_guid}(?: |\$)" $v
+    check_match "version: boot device names the ESP's partition GUID as $want_name" \
+        "^boot device: (?:\[^\n\]*; )?partition GUID $want_guid \\(boot_part\\) = $want_name\$" $v
 }

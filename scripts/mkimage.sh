@@ -165,8 +165,11 @@ terminal_output serial
 set timeout=0
 set default=0
 search --no-floppy --file --set=root /boot/capmon.elf
+# The GPT partition GUID of the ESP, so that capmon can name the block device it came from
+# (Multiboot2 has no such tag under UEFI).
+probe --set=capmon_part --part-uuid \$root
 menuentry "capmon" {
-    multiboot2 /boot/capmon.elf
+    multiboot2 /boot/capmon.elf boot_part=\$capmon_part
     if [ -f /boot/capmon.sym ]; then
         module2 /boot/capmon.sym capmon.sym
     fi
@@ -177,7 +180,7 @@ EOF
 
 # Modules the embedded configuration needs; listing them keeps BOOTX64.EFI
 # small and the boot independent of any module directory on disk.
-grub_modules=(part_gpt part_msdos fat search search_fs_file serial terminal
+grub_modules=(part_gpt part_msdos fat search search_fs_file probe serial terminal
     multiboot2 normal configfile test echo boot)
 
 if [ "$loader" = grub ]; then

@@ -122,6 +122,27 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// `boot_part=GUID` on the command line (the image's GRUB passes the ESP's GPT partition
+    /// GUID): which registered partition that is.
+    fn boot_part_line(&self) -> Option<String> {
+        let v = self.boot.cmdline_value("boot_part")?;
+        let Some(g) = capmon_block::Guid::parse(v) else {
+            return Some(format!("boot_part={}: not a GUID", v));
+        };
+        let name = self.blk.entries().iter().find_map(|e| {
+            e.partition
+                .as_ref()
+                .filter(|(_, gp)| gp.unique_guid == g)
+                .map(|_| e.name.clone())
+        });
+        Some(match name {
+            Some(n) => format!("partition GUID {} (boot_part) = {}", g, n),
+            None => format!("partition GUID {} (boot_part): no block device has it", g),
+        })
+    }
+}
+
 impl PlatformHost for Machine {
     fn version(&self) -> VersionInfo {
         let b = self.boot;
@@ -129,7 +150,7 @@ impl PlatformHost for Machine {
         if !b.loader_version().is_empty() {
             loader = format!("{} [{}]", loader, b.loader_version());
         }
-        VersionInfo {
+        let mut v = VersionInfo {
             version: env!("CARGO_PKG_VERSION"),
             commit: env!("CAPMON_COMMIT"),
             profile: env!("CAPMON_PROFILE"),
@@ -181,7 +202,15 @@ impl PlatformHost for Machine {
                         .unwrap_or_default()
                 ),
             }),
+        };
+        // The loader's word on the boot partition joins (or stands in for) the boot device.
+        if let Some(part) = self.boot_part_line() {
+            v.boot_device = Some(match v.boot_device.take() {
+                Some(d) => format!("{}; {}", d, part),
+                None => part,
+            });
         }
+        v
     }
 
     fn memory_map(&self) -> Vec<MemRegion> {
