@@ -76,18 +76,19 @@ impl capmon_hal::Interrupts for IntxOnly {
 
 static INTX_ONLY: IntxOnly = IntxOnly;
 
-/// Which completion virtio drivers may use: `virtio_irq=auto` (default: MSI-X, then INTx,
-/// then polling), `intx` (INTx, then polling) or `poll`. Interrupts need the local APIC.
-fn virtio_irq(bi: &BootInfo) -> Option<&'static dyn capmon_hal::Interrupts> {
+/// Which completion a driver family may use, from `KEY=auto|intx|poll` on the command line
+/// (`virtio_irq`, `nvme_irq`): `auto` (default: MSI-X, then INTx, then polling), `intx` (INTx,
+/// then polling) or `poll`. Interrupts need the local APIC.
+fn irq_choice(bi: &BootInfo, key: &str) -> Option<&'static dyn capmon_hal::Interrupts> {
     if !crate::irq::ready() {
         return None;
     }
-    match bi.cmdline_value("virtio_irq") {
+    match bi.cmdline_value(key) {
         None | Some("auto") => Some(&crate::irq::KERNEL_IRQ),
         Some("intx") => Some(&INTX_ONLY),
         Some("poll") => None,
         Some(v) => {
-            log::warn!("virtio_irq={}: not auto, intx or poll; using auto", v);
+            log::warn!("{}={}: not auto, intx or poll; using auto", key, v);
             Some(&crate::irq::KERNEL_IRQ)
         }
     }
@@ -97,7 +98,7 @@ fn virtio_irq(bi: &BootInfo) -> Option<&'static dyn capmon_hal::Interrupts> {
 pub fn virtio(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunction> {
     let bars = PhysMapBars(&KernelPhysMap);
     let mut found = Vec::new();
-    let irq = virtio_irq(bi);
+    let irq = irq_choice(bi, "virtio_irq");
     for f in pci.enumerate().functions {
         let bdf = f.bdf();
         let Ok(cfg) = pci.function(bdf) else { continue };
@@ -116,30 +117,13 @@ pub fn virtio(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<VirtioFunctio
     found
 }
 
-/// `nvme_irq=auto|intx|poll` as `virtio_irq` is for virtio; NVMe falls back from MSI-X to
-/// INTx to polling the same way.
-fn nvme_irq(bi: &BootInfo) -> Option<&'static dyn capmon_hal::Interrupts> {
-    if !crate::irq::ready() {
-        return None;
-    }
-    match bi.cmdline_value("nvme_irq") {
-        None | Some("auto") => Some(&crate::irq::KERNEL_IRQ),
-        Some("intx") => Some(&INTX_ONLY),
-        Some("poll") => None,
-        Some(v) => {
-            log::warn!("nvme_irq={}: not auto, intx or poll; using auto", v);
-            Some(&crate::irq::KERNEL_IRQ)
-        }
-    }
-}
-
 /// Brings up every NVMe controller (`nvme0`, `nvme1`, ... in PCI order); each usable namespace
 /// joins the registry as `nvme{C}n{NSID}`. A controller that fails bring-up is listed with why.
 pub fn nvme(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<NvmeFunction> {
     let env = capmon_nvme::Env {
         dma: &DMA,
         clock: &CLOCK,
-        irq: nvme_irq(bi),
+        irq: irq_choice(bi, "nvme_irq"),
         cpus: &crate::smp::KERNEL_CPUS,
     };
     let bars = PhysMapBars(&KernelPhysMap);

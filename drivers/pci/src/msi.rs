@@ -9,7 +9,11 @@
 use crate::bar::Bars;
 use crate::caps::{self, id, CAP_END, CAP_MIN_OFFSET};
 use crate::header::{command, reg, HeaderType};
-use capmon_hal::{Mmio, MsiMessage, PciConfig};
+use alloc::format;
+use alloc::string::String;
+use capmon_hal::{
+    BarMapper, Interrupts, IrqOwner, IrqVector, Mmio, MmioBox, MsiMessage, PciConfig,
+};
 use core::fmt;
 
 // MSI capability registers, as offsets from the capability (§6.8.1). The layout after the
@@ -241,6 +245,29 @@ fn update_command(cfg: &dyn PciConfig, set: u16, clear: u16) -> Result<(), MsiEr
 /// MSI-X is disabled.
 pub fn enable_intx(cfg: &dyn PciConfig) -> Result<(), MsiError> {
     update_command(cfg, 0, command::INTX_DISABLE)
+}
+
+/// The INTx vector of the function's interrupt pin, routed by `irq` (ACPI `_PRT`) and named
+/// `label` in the routing table, with the function's INTx enabled. The error says why not:
+/// no pin, no route, or the Command register refused.
+pub fn route_intx(
+    cfg: &dyn PciConfig,
+    irq: &dyn Interrupts,
+    owner: IrqOwner,
+    label: &str,
+) -> Result<IrqVector, String> {
+    let pin = cfg.read8(reg::INTERRUPT_PIN);
+    if !(1..=4).contains(&pin) {
+        return Err(String::from("no interrupt pin"));
+    }
+    let v = irq
+        .alloc_intx(owner, pin, label)
+        .ok_or_else(|| format!("no route for INT{}", (b'A' + pin - 1) as char))?;
+    if let Err(e) = enable_intx(cfg) {
+        irq.free(&v);
+        return Err(format!("{}", e));
+    }
+    Ok(v)
 }
 
 /// Stops the function asserting INTx (Command.InterruptDisable set), e.g. while nobody
@@ -487,6 +514,22 @@ pub fn msix_layout(
 /// Bytes of PBA for `entries`: one bit each, in whole QWORDs (§6.8.2.10).
 fn pba_len(entries: u16) -> usize {
     (entries as usize).div_ceil(64) * 8
+}
+
+/// Maps the MSI-X table `layout` names (its BAR's base read without sizing, as a driver of a
+/// live function must), through `bars`. The error says why not.
+pub fn map_msix_table(
+    cfg: &dyn PciConfig,
+    layout: &MsixLayout,
+    bars: &dyn BarMapper,
+) -> Result<MmioBox, String> {
+    let bir = layout.table.bir;
+    let phys = crate::memory_bar_base(cfg, bir)
+        .map_err(|why| format!("table: BAR{}: {}", bir, why))?
+        .checked_add(layout.table.offset as u64)
+        .ok_or("table offset overflows")?;
+    bars.map_mmio(phys, layout.table.len)
+        .ok_or_else(|| format!("cannot map table at {:#x}", phys))
 }
 
 /// One MSI-X table entry as read.

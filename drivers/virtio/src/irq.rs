@@ -10,7 +10,7 @@
 //! interrupt and the waiter's wakeup (or tolerate it re-firing) — the read is what ends it.
 use crate::blk::VirtioBlk;
 use crate::completion::{Completion, Interrupt, Polling};
-use crate::pci::{bar_address, VirtioPci, VIRTIO_MSI_NO_VECTOR};
+use crate::pci::{VirtioPci, VIRTIO_MSI_NO_VECTOR};
 use crate::VirtioError;
 use alloc::boxed::Box;
 use alloc::format;
@@ -24,8 +24,6 @@ use capmon_pci::{msi, Bdf, MsixTable};
 /// MSI-X table entries virtio-blk uses: configuration changes, request queue 0.
 pub const CONFIG_ENTRY: u16 = 0;
 pub const QUEUE0_ENTRY: u16 = 1;
-/// Interrupt Pin register (PCI Local Bus 3.0 §6.2.4): 0 none, 1..=4 INTA..INTD.
-const PCI_INTERRUPT_PIN: u16 = 0x3d;
 
 /// The waiter of a driver, the MSI-X entries the device is told to raise, and the vectors
 /// behind them (freed, their entries masked first, when dropped).
@@ -154,13 +152,7 @@ fn msix(
     if layout.entries <= QUEUE0_ENTRY {
         return Err(format!("table has {} entry, needs 2", layout.entries));
     }
-    let phys = bar_address(cfg, layout.table.bir)
-        .map_err(|e| format!("table: {}", e))?
-        .checked_add(layout.table.offset as u64)
-        .ok_or("table offset overflows")?;
-    let window = bars
-        .map_mmio(phys, layout.table.len)
-        .ok_or_else(|| format!("cannot map table at {:#x}", phys))?;
+    let window = msi::map_msix_table(cfg, &layout, bars)?;
     let config = irq
         .alloc_msi(
             owner(bdf, CONFIG_ENTRY),
@@ -222,18 +214,7 @@ fn intx(
     irq: &'static dyn Interrupts,
     clock: &'static (dyn Clock + Sync),
 ) -> Result<Wakeup, String> {
-    let pin = cfg.read8(PCI_INTERRUPT_PIN);
-    if !(1..=4).contains(&pin) {
-        return Err(String::from("no interrupt pin"));
-    }
-    let name = (b'A' + pin - 1) as char;
-    let v = irq
-        .alloc_intx(owner(bdf, 0), pin, "virtio-blk")
-        .ok_or_else(|| format!("no route for INT{}", name))?;
-    if let Err(e) = msi::enable_intx(cfg) {
-        irq.free(&v);
-        return Err(format!("{}", e));
-    }
+    let v = msi::route_intx(cfg, irq, owner(bdf, 0), "virtio-blk")?;
     let completion = Interrupt::new(irq, clock, &v, Mechanism::Intx);
     Ok(Wakeup {
         completion: Box::new(completion),
