@@ -20,9 +20,10 @@ use capmon_hal::{
     IrqVector, Mechanism, MmioBox, PciConfig, Polling,
 };
 use capmon_pci::caps::id;
+use capmon_pci::header::{command, reg};
 use capmon_pci::{msi, Bdf, MsixTable};
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Entries per queue the driver asks for (capped by CAP.MQES).
@@ -42,9 +43,6 @@ pub const MAX_IO_QUEUES: usize = 64;
 const DEFAULT_TIMEOUT_NS: u64 = 5_000_000_000;
 /// How long an aborted command gets to come back before the controller is declared hung.
 const ABORT_GRACE_NS: u64 = 1_000_000_000;
-/// The PCI Interrupt Pin register.
-const PCI_INTERRUPT_PIN: u16 = 0x3d;
-const PCI_COMMAND: u16 = 0x04;
 
 /// What the driver needs from the machine.
 #[derive(Clone, Copy)]
@@ -127,8 +125,12 @@ struct Wake {
 /// A command slot of an I/O queue: its PRP list page, a bounce buffer made on first need,
 /// and what is in flight in it.
 struct Slot {
-    list: DmaRegion,
-    extra: Vec<DmaRegion>,
+    /// The slot's PRP list pages: one made with the slot, more when a transfer first needs
+    /// them, then kept (two at the driver's transfer cap). `pages` names them for
+    /// `prp::place`; `entries` is scratch for a command's PRP entries.
+    lists: Vec<DmaRegion>,
+    pages: Vec<ListPage>,
+    entries: Vec<u64>,
     bounce: Option<DmaRegion>,
     /// Bumped on every use, so a completion for an earlier use is recognised as stale.
     generation: u8,
@@ -221,7 +223,6 @@ pub struct Controller {
     timeout_ns: AtomicU64,
     /// Set when a command could not be aborted: every request fails until `reset`.
     failed: Mutex<Option<String>>,
-    has_failed: AtomicBool,
     resets: AtomicU64,
 }
 
@@ -262,8 +263,8 @@ impl Controller {
             return Err(NvmeError::Bar("not assigned"));
         }
         // Memory space and bus mastering on (the controller reads queues and data by DMA).
-        let cmd = cfg.read16(PCI_COMMAND);
-        cfg.write16(PCI_COMMAND, cmd | 0x2 | 0x4);
+        let cmd = cfg.read16(reg::COMMAND);
+        cfg.write16(reg::COMMAND, cmd | command::MEMORY | command::BUS_MASTER);
         let probe = bars
             .map_mmio(bar_phys, regs::DOORBELLS)
             .ok_or(NvmeError::Bar("cannot map the registers"))?;
@@ -300,7 +301,7 @@ impl Controller {
         // Interrupts: MSI-X (entry 0 for the admin queue, entry q for I/O queue q), else INTx,
         // else polling.
         let (msix, mechanism, intx) = match env.irq {
-            Some(irq) => match setup_msix(bdf, cfg, bars) {
+            Some(irq) => match setup_msix(cfg, bars) {
                 Ok(m) => (Some(m), Mechanism::MsiX, None),
                 Err(why) => {
                     log::info!("nvme {}: no MSI-X ({}), trying INTx", bdf, why);
@@ -344,7 +345,6 @@ impl Controller {
             msix,
             timeout_ns: AtomicU64::new(DEFAULT_TIMEOUT_NS),
             failed: Mutex::new(None),
-            has_failed: AtomicBool::new(false),
             resets: AtomicU64::new(0),
         };
         let mut intx = intx;
@@ -607,19 +607,25 @@ impl Controller {
         Ok(())
     }
 
+    /// Set Features (Number of Queues) asking for `n` (at least 1) submission and completion
+    /// queues; returns how many of each the controller granted.
+    fn set_queue_count(&self, n: u32) -> Result<(u16, u16), NvmeError> {
+        let n = n.max(1) - 1;
+        let cmd = Command {
+            opcode: admin::SET_FEATURES,
+            cdw10: regs::FEATURE_NUM_QUEUES as u32,
+            cdw11: n | n << 16,
+            ..Default::default()
+        };
+        let (c, _) = self.admin_cmd("Set Features (Number of Queues)", cmd, 0)?;
+        Ok(((c.dw0 & 0xffff) as u16 + 1, (c.dw0 >> 16) as u16 + 1))
+    }
+
     /// Set Features (Number of Queues), then a CQ/SQ pair per granted queue.
     fn create_io_queues(&mut self, intx: Option<IrqVector>) -> Result<(), NvmeError> {
         let want = self.env.cpus.count().clamp(1, MAX_IO_QUEUES) as u32;
         self.queues_requested = want as u16;
-        let cmd = Command {
-            opcode: admin::SET_FEATURES,
-            cdw10: regs::FEATURE_NUM_QUEUES as u32,
-            cdw11: (want - 1) | (want - 1) << 16,
-            ..Default::default()
-        };
-        let (c, _) = self.admin_cmd("Set Features (Number of Queues)", cmd, 0)?;
-        let nsqa = (c.dw0 & 0xffff) as u16 + 1;
-        let ncqa = (c.dw0 >> 16) as u16 + 1;
+        let (nsqa, ncqa) = self.set_queue_count(want)?;
         self.queues_granted = (nsqa, ncqa);
         let n = (want as u16).min(nsqa).min(ncqa) as usize;
         let stride = self.cap.doorbell_stride();
@@ -743,18 +749,15 @@ impl Controller {
     }
 
     fn check_failed(&self) -> Result<(), NvmeError> {
-        if self.has_failed.load(Ordering::Acquire) {
-            if let Some(why) = self.failed.lock().clone() {
-                return Err(NvmeError::Failed(why));
-            }
+        match self.failed.lock().clone() {
+            Some(why) => Err(NvmeError::Failed(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn fail(&self, why: String) {
         log::error!("{}: {}", self.name, why);
         *self.failed.lock() = Some(why);
-        self.has_failed.store(true, Ordering::Release);
     }
 
     /// Disables and re-initialises the controller: every command in flight is dropped, the
@@ -763,26 +766,17 @@ impl Controller {
         let mut queues: Vec<_> = self.io.iter().map(|q| q.lock()).collect();
         self.resets.fetch_add(1, Ordering::Relaxed);
         self.enable()?;
-        let n = queues.len() as u32;
-        let cmd = Command {
-            opcode: admin::SET_FEATURES,
-            cdw10: regs::FEATURE_NUM_QUEUES as u32,
-            cdw11: (n.max(1) - 1) | (n.max(1) - 1) << 16,
-            ..Default::default()
-        };
-        self.admin_cmd("Set Features (Number of Queues)", cmd, 0)?;
+        self.set_queue_count(queues.len() as u32)?;
         for q in queues.iter_mut() {
             q.qp.reset();
             for s in q.slots.iter_mut() {
                 s.busy = None;
-                s.extra.clear();
             }
             self.create_pair(q)?;
         }
         drop(queues);
         self.unmask_intx();
         *self.failed.lock() = None;
-        self.has_failed.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -815,7 +809,6 @@ impl Controller {
         let ms = self.env.clock.now_ns().saturating_sub(start) / 1_000_000;
         // Not an error: requests fail from here on until `nvme reset` brings it back.
         *self.failed.lock() = Some(String::from("shut down"));
-        self.has_failed.store(true, Ordering::Release);
         Ok(ms)
     }
 
@@ -866,34 +859,26 @@ impl Controller {
         out
     }
 
-    /// The queue of the calling CPU.
-    fn queue(&self) -> Option<&Mutex<IoQueue>> {
-        let n = self.io.len();
-        if n == 0 {
-            return None;
-        }
-        self.io.get(self.env.cpus.current() % n)
+    /// The queue of the calling CPU, unless the controller failed or has none.
+    fn queue(&self) -> Result<&Mutex<IoQueue>, BlkError> {
+        self.check_failed()?;
+        let n = self.io.len().max(1);
+        self.io
+            .get(self.env.cpus.current() % n)
+            .ok_or(BlkError::Other(String::from(
+                "nvme: the controller has no I/O queue",
+            )))
     }
 
     /// Runs `jobs`, keeping up to `depth` commands in flight on the calling CPU's queue.
     /// Returns the first error once nothing is in flight.
     pub(crate) fn run(&self, jobs: &[Job], depth: usize) -> Result<(), BlkError> {
-        self.check_failed()?;
-        let q = self.queue().ok_or(BlkError::Other(String::from(
-            "nvme: the controller has no I/O queue",
-        )))?;
-        let mut q = q.lock();
-        let r = self.run_on(&mut q, jobs, depth);
-        drop(q);
-        r
+        let mut q = self.queue()?.lock();
+        self.run_on(&mut q, jobs, depth)
     }
 
     pub(crate) fn flush(&self, nsid: u32) -> Result<(), BlkError> {
-        self.check_failed()?;
-        let q = self.queue().ok_or(BlkError::Other(String::from(
-            "nvme: the controller has no I/O queue",
-        )))?;
-        let mut q = q.lock();
+        let mut q = self.queue()?.lock();
         let cmd = Command {
             opcode: io::FLUSH,
             nsid,
@@ -952,7 +937,6 @@ impl Controller {
                 if !q.qp.push(&cmd) {
                     if let Some(s) = q.slots.get_mut(slot) {
                         s.busy = None;
-                        s.extra.clear();
                     }
                     break;
                 }
@@ -999,12 +983,12 @@ impl Controller {
         }
         let ptr = j.ptr.wrapping_add(off);
         let dma = self.env.dma;
-        let direct = prp::entries(ptr as usize, len, &mut |v, n| {
+        let s = q.slots.get_mut(slot).ok_or(BlkError::NoMemory)?;
+        let direct = prp::entries(&mut s.entries, ptr as usize, len, &mut |v, n| {
             dma.dma_address(v as *const u8, n)
         });
-        let s = q.slots.get_mut(slot).ok_or(BlkError::NoMemory)?;
-        let (entries, bounced) = match direct {
-            Some(e) => (e, false),
+        let bounced = match direct {
+            Some(()) => false,
             None => {
                 len = len.min(BOUNCE_BYTES);
                 len -= len % lba_bytes;
@@ -1022,26 +1006,21 @@ impl Controller {
                     // and the bounce buffer holds BOUNCE_BYTES >= len; the slot is free.
                     unsafe { core::ptr::copy_nonoverlapping(ptr, b.ptr(0), len) };
                 }
-                (prp::contiguous(b.phys(), len), true)
+                prp::contiguous(&mut s.entries, b.phys(), len);
+                true
             }
         };
-        let need = prp::list_pages(entries.len());
-        s.extra.clear();
-        let mut pages = Vec::new();
-        pages.push(ListPage {
-            virt: s.list.ptr(0) as *mut u64,
-            phys: s.list.phys(),
-        });
-        while pages.len() < need {
+        let need = prp::list_pages(s.entries.len());
+        while s.pages.len() < need {
             let r = DmaRegion::alloc(dma, PAGE, PAGE).ok_or(BlkError::NoMemory)?;
-            pages.push(ListPage {
+            s.pages.push(ListPage {
                 virt: r.ptr(0) as *mut u64,
                 phys: r.phys(),
             });
-            s.extra.push(r);
+            s.lists.push(r);
         }
-        let (prp1, prp2) =
-            prp::place(&entries, &pages).ok_or(BlkError::Other(String::from("nvme: PRP list")))?;
+        let (prp1, prp2) = prp::place(&s.entries, &s.pages)
+            .ok_or(BlkError::Other(String::from("nvme: PRP list")))?;
         s.generation = s.generation.wrapping_add(1);
         let lba = j.lba + (off >> j.lba_shift) as u64;
         let nlb = (len >> j.lba_shift) as u32 - 1;
@@ -1120,7 +1099,6 @@ impl Controller {
             return 0;
         }
         let Some(done) = s.busy.take() else { return 0 };
-        s.extra.clear();
         if !c.status.is_success() {
             first_err.get_or_insert(BlkError::Device {
                 status: c.status.code(),
@@ -1188,7 +1166,6 @@ impl Controller {
         let lost = q.slots.iter().filter(|s| s.busy.is_some()).count();
         for s in q.slots.iter_mut() {
             s.busy = None;
-            s.extra.clear();
         }
         if lost > 0 {
             self.fail(format!(
@@ -1211,9 +1188,14 @@ fn alloc_slots(dma: &'static (dyn Dma + Sync), n: usize) -> Vec<Slot> {
         let Some(list) = DmaRegion::alloc(dma, PAGE, PAGE) else {
             break;
         };
+        let first = ListPage {
+            virt: list.ptr(0) as *mut u64,
+            phys: list.phys(),
+        };
         v.push(Slot {
-            list,
-            extra: Vec::new(),
+            lists: alloc::vec![list],
+            pages: alloc::vec![first],
+            entries: Vec::new(),
             bounce: None,
             generation: 0,
             busy: None,
@@ -1224,17 +1206,10 @@ fn alloc_slots(dma: &'static (dyn Dma + Sync), n: usize) -> Vec<Slot> {
 
 /// Maps the MSI-X table and enables MSI-X with every entry masked; entries are programmed and
 /// unmasked one by one as queues get vectors.
-fn setup_msix(bdf: Bdf, cfg: &dyn PciConfig, bars: &dyn BarMapper) -> Result<Msix, String> {
-    let _ = bdf;
+fn setup_msix(cfg: &dyn PciConfig, bars: &dyn BarMapper) -> Result<Msix, String> {
     let cap = msi::find_cap(cfg, id::MSIX).ok_or("no MSI-X capability")?;
     let layout = msi::msix_layout(cfg, cap, None).map_err(|e| format!("{}", e))?;
-    let phys = capmon_pci::memory_bar_base(cfg, layout.table.bir)
-        .map_err(|e| format!("table: {}", e))?
-        .checked_add(layout.table.offset as u64)
-        .ok_or("table offset overflows")?;
-    let table = bars
-        .map_mmio(phys, layout.table.len)
-        .ok_or_else(|| format!("cannot map table at {:#x}", phys))?;
+    let table = msi::map_msix_table(cfg, &layout, bars)?;
     {
         let t = MsixTable::new(&*table, layout.entries).map_err(|e| format!("{}", e))?;
         let en = msi::enable_msix(cfg, cap).map_err(|e| format!("{}", e))?;
@@ -1251,18 +1226,7 @@ fn setup_msix(bdf: Bdf, cfg: &dyn PciConfig, bars: &dyn BarMapper) -> Result<Msi
 }
 
 fn intx(bdf: Bdf, cfg: &dyn PciConfig, irq: &'static dyn Interrupts) -> Result<IrqVector, String> {
-    let pin = cfg.read8(PCI_INTERRUPT_PIN);
-    if !(1..=4).contains(&pin) {
-        return Err(String::from("no interrupt pin"));
-    }
-    let v = irq
-        .alloc_intx(owner(bdf, 0), pin, "nvme")
-        .ok_or_else(|| format!("no route for INT{}", (b'A' + pin - 1) as char))?;
-    if let Err(e) = msi::enable_intx(cfg) {
-        irq.free(&v);
-        return Err(format!("{}", e));
-    }
-    Ok(v)
+    msi::route_intx(cfg, irq, owner(bdf, 0), "nvme")
 }
 
 impl Drop for Controller {
@@ -1291,9 +1255,6 @@ impl Drop for Controller {
             for v in vectors {
                 irq.free(&v);
             }
-        }
-        if let Some(m) = &self.msix {
-            let _ = m.cap;
         }
     }
 }

@@ -10,18 +10,21 @@ pub const PAGE: usize = 4096;
 /// Entries in one PRP list page.
 pub const PER_LIST: usize = PAGE / 8;
 
-/// The PRP entries of a buffer at virtual address `virt`, `len` bytes: one per memory page it
-/// touches. `phys(virt, len)` names the device address of a range inside one page, or `None`.
-/// `None` when the buffer is not dword aligned or some page has no device address.
+/// Puts into `out` (emptied first; a caller's scratch vector, so a command allocates nothing
+/// once it has grown) the PRP entries of a buffer at virtual address `virt`, `len` bytes: one
+/// per memory page it touches. `phys(virt, len)` names the device address of a range inside
+/// one page, or `None`. `None` when the buffer is not dword aligned or some page has no
+/// device address.
 pub fn entries(
+    out: &mut Vec<u64>,
     virt: usize,
     len: usize,
     phys: &mut dyn FnMut(usize, usize) -> Option<u64>,
-) -> Option<Vec<u64>> {
+) -> Option<()> {
+    out.clear();
     if len == 0 || !virt.is_multiple_of(4) {
         return None;
     }
-    let mut out = Vec::new();
     out.try_reserve(len / PAGE + 2).ok()?;
     let mut at = virt;
     let end = virt.checked_add(len)?;
@@ -37,22 +40,22 @@ pub fn entries(
         out.push(p);
         at += n;
     }
-    Some(out)
+    Some(())
 }
 
-/// The entries of a physically contiguous range (a bounce buffer).
-pub fn contiguous(phys: u64, len: usize) -> Vec<u64> {
+/// Puts into `out` (emptied first) the entries of a physically contiguous range (a bounce
+/// buffer).
+pub fn contiguous(out: &mut Vec<u64>, phys: u64, len: usize) {
     let first = phys as usize % PAGE;
     let pages = (first + len).div_ceil(PAGE);
-    (0..pages)
-        .map(|i| {
-            if i == 0 {
-                phys
-            } else {
-                (phys & !(PAGE as u64 - 1)) + (i * PAGE) as u64
-            }
-        })
-        .collect()
+    out.clear();
+    out.extend((0..pages).map(|i| {
+        if i == 0 {
+            phys
+        } else {
+            (phys & !(PAGE as u64 - 1)) + (i * PAGE) as u64
+        }
+    }));
 }
 
 /// How many list pages `n` entries need.
@@ -119,19 +122,26 @@ mod tests {
     #[test]
     fn entries_follow_pages_and_keep_the_first_offset() {
         let mut id = |v: usize, _| Some(v as u64 + 0x1000_0000);
-        assert_eq!(entries(0x2010, 100, &mut id).unwrap(), [0x1000_2010]);
+        let mut e = Vec::new();
+        let mut get = |virt, len, phys: &mut dyn FnMut(usize, usize) -> Option<u64>| {
+            entries(&mut e, virt, len, phys).map(|()| e.clone())
+        };
+        assert_eq!(get(0x2010, 100, &mut id).unwrap(), [0x1000_2010]);
         assert_eq!(
-            entries(0x2ff0, 0x20, &mut id).unwrap(),
+            get(0x2ff0, 0x20, &mut id).unwrap(),
             [0x1000_2ff0, 0x1000_3000]
         );
-        assert_eq!(entries(0x4000, 3 * PAGE, &mut id).unwrap().len(), 3);
-        assert!(entries(0x2001, 4, &mut id).is_none(), "not dword aligned");
-        assert!(entries(0x2000, 0, &mut id).is_none());
-        assert!(entries(0x2000, 8192, &mut |_, _| None).is_none());
+        assert_eq!(get(0x4000, 3 * PAGE, &mut id).unwrap().len(), 3);
+        assert!(get(0x2001, 4, &mut id).is_none(), "not dword aligned");
+        assert!(get(0x2000, 0, &mut id).is_none());
+        assert!(get(0x2000, 8192, &mut |_, _| None).is_none());
         // A device address whose offset differs from the virtual one cannot be described.
-        assert!(entries(0x2010, 8, &mut |_, _| Some(0x5000)).is_none());
-        assert_eq!(contiguous(0x8000, 8192), [0x8000, 0x9000]);
-        assert_eq!(contiguous(0x8200, 8192), [0x8200, 0x9000, 0xa000]);
+        assert!(get(0x2010, 8, &mut |_, _| Some(0x5000)).is_none());
+        let mut c = Vec::new();
+        contiguous(&mut c, 0x8000, 8192);
+        assert_eq!(c, [0x8000, 0x9000]);
+        contiguous(&mut c, 0x8200, 8192);
+        assert_eq!(c, [0x8200, 0x9000, 0xa000]);
     }
 
     #[test]
