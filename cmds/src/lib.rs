@@ -12,6 +12,7 @@ pub mod irq;
 pub mod nvme;
 pub mod pci;
 pub mod smp;
+pub mod store;
 pub mod sys;
 pub mod virtio;
 
@@ -28,6 +29,7 @@ pub trait System:
     + nvme::NvmeHost
     + irq::IrqHost
     + smp::SmpHost
+    + store::StoreHost
 {
 }
 
@@ -40,7 +42,8 @@ impl<
             + nvme::NvmeHost
             + nvme::NvmeHost
             + irq::IrqHost
-            + smp::SmpHost,
+            + smp::SmpHost
+            + store::StoreHost,
     > System for T
 {
 }
@@ -55,5 +58,6 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(virtio::commands::<S>());
     v.extend(nvme::commands::<S>());
     v.extend(blk::commands::<S>());
+    v.extend(store::commands::<S>());
     v
 }

@@ -22,6 +22,8 @@ pub struct Machine {
     pub blk: capmon_block::Registry,
     pub virtio: Vec<capmon_cmds::virtio::VirtioFunction>,
     pub nvme: Vec<capmon_cmds::nvme::NvmeFunction>,
+    /// The monitor's storage capabilities (the store on the data partition, or a RAM one).
+    pub store: capmon_storage::session::Session,
 }
 
 /// The hardware the AML interpreter and power code may touch.
@@ -95,7 +97,9 @@ impl Machine {
 
 impl Machine {
     /// Before power goes: NVMe controllers get a normal shutdown notification.
-    fn shut_down_disks(&self) {
+    fn shut_down_disks(&mut self) {
+        // The store first: closing its database records a clean shutdown on the disk.
+        self.store = capmon_storage::session::Session::ram(String::from("ram (closed for power-off)"));
         for f in &self.nvme {
             if let Ok(c) = &f.ctrl {
                 match c.shutdown() {
@@ -348,6 +352,24 @@ impl capmon_cmds::blk::BlkHost for Machine {
     }
 
     fn clock(&self) -> &dyn capmon_hal::Clock {
+        &TscClock
+    }
+}
+impl capmon_cmds::store::StoreHost for Machine {
+    fn session(&mut self) -> &mut capmon_storage::session::Session {
+        &mut self.store
+    }
+
+    fn store_format(&mut self, dev: &str) -> Result<String, CmdError> {
+        use capmon_hal::Clock;
+        capmon_cmds::store::format_device(&self.blk, &mut self.store, dev, TscClock.now_ns())
+    }
+
+    fn store_registry(&mut self) -> &mut capmon_block::Registry {
+        &mut self.blk
+    }
+
+    fn store_clock(&self) -> &dyn capmon_hal::Clock {
         &TscClock
     }
 }

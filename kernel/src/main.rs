@@ -108,6 +108,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     };
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
+    let store = capmon_cmds::store::boot_session(&blk, capmon_hal::Clock::now_ns(&time::TscClock));
 
     let machine = machine::Machine {
         boot: bi,
@@ -116,6 +117,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         blk,
         virtio,
         nvme,
+        store,
     };
     let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));
     arch::stack::switch_to_monitor_stack(run_monitor, machine as *mut machine::Machine as *mut u8)

@@ -1,0 +1,793 @@
+//! The storage commands: `store` (objects), `ns` (names), `fs` (files, read-only here) and
+//! `caps` (the capabilities the monitor holds). Every command acts through a capability of the
+//! session (capmon_storage::session): the Store, the innermost pushed Namespace, the root
+//! Directory; none reaches the engine around them.
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use capmon_block::{gpt, Pattern, Registry};
+use capmon_hal::Clock;
+use capmon_shell::out::HumanSize;
+use capmon_shell::{bad_arg, fail, outln, Args, CmdError, CmdResult, Command};
+use capmon_storage::caps::Value;
+use capmon_storage::engine::NodeKind;
+use capmon_storage::name::Shown;
+use capmon_storage::object::{self, hex, Body};
+use capmon_storage::session::Session;
+use capmon_storage::{fsck, Rights, StoreError};
+use core::fmt::Write;
+use sha2::{Digest, Sha256};
+
+/// What the storage commands need from the machine.
+pub trait StoreHost {
+    /// The monitor's capabilities.
+    fn session(&mut self) -> &mut Session;
+    /// Formats `dev` as a capmon store and makes it the session's store.
+    fn store_format(&mut self, dev: &str) -> Result<String, CmdError>;
+    fn store_registry(&mut self) -> &mut Registry;
+    fn store_clock(&self) -> &dyn Clock;
+}
+
+fn err(e: StoreError) -> CmdError {
+    fail!("{} [{}]", e, e.code_name())
+}
+
+const STORE_USAGE: &str = "store [put NAME TEXT... | put NAME --pattern P SIZE | get NAME | ls | \
+rm NAME | stat NAME | fsck | format DEV -f | bench [-n N] [SIZE...]]";
+const STORE_HELP: &str = "\
+store                        the store: engine, device, size, objects, bytes, generation
+store put NAME TEXT...       a TextBody object of TEXT, bound to NAME (replacing its value)
+store put NAME --pattern P SIZE
+                             a BytesBody object of SIZE bytes of pattern P (see blk)
+store get NAME               the object NAME is bound to, decoded
+store ls                     every object: hash, size, schema, names binding it
+store rm NAME                unbind NAME; the object goes when no name binds it
+store stat NAME              the object's hash, size, schema, version, references
+store fsck                   check every object, name, file and redb's own structure
+store format DEV -f          make DEV (a partition) an empty store: erases it
+store bench [-n N] [SIZE...] put (durable) then get N objects of each SIZE (default
+                             200 of 4K and 64K); ops/s and mean latency
+Objects are Cap'n Proto messages in an Object envelope, named by the SHA-256 of their
+canonical form; names live in the current namespace (see ns).";
+
+const NS_USAGE: &str = "ns [ls [PREFIX] | lookup NAME | bind NAME TARGET [-r RIGHTS] [-f] | \
+unbind NAME | sub PREFIX | ro | enter NAME | pop]";
+const NS_HELP: &str = "\
+ns                     the namespace stack commands act in (innermost last)
+ns ls [PREFIX]         names (under PREFIX): kind, rights or hash
+ns lookup NAME         what NAME holds
+ns bind NAME TARGET [-r RIGHTS] [-f]
+                       bind NAME to TARGET: a 64-digit object hash, @OTHER (the value of
+                       another name), store, ns PREFIX, dir PATH or file PATH (from the
+                       monitor's own capabilities); -r narrows a capability (r, rw); -f
+                       replaces an existing binding
+ns unbind NAME         remove NAME
+ns sub PREFIX          push a namespace confined to PREFIX
+ns ro                  push a read-only view of the current namespace
+ns enter NAME          push the namespace capability NAME holds (as the lookup returns it)
+ns pop                 drop the innermost pushed namespace";
+
+const FS_USAGE: &str = "fs [ls [PATH] | cat PATH | stat PATH | sum PATH]";
+const FS_HELP: &str = "\
+fs ls [PATH]     a directory: kind, size, name (d for directories)
+fs cat PATH      a file's bytes as text (control characters escaped)
+fs stat PATH     kind, size, inode, generation, times, chunk size
+fs sum PATH      SHA-256 of a file: prints `sha256 <hex>`
+PATH is relative to the root directory capability; a leading / is allowed.";
+
+pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
+    vec![
+        Command {
+            name: "store",
+            group: "storage",
+            subcommands: &["put", "get", "ls", "rm", "stat", "fsck", "format", "bench"],
+            usage: STORE_USAGE,
+            help: "the object store: put, get, list, remove, fsck, format, bench",
+            long_help: STORE_HELP,
+            run: store::<S>,
+        },
+        Command {
+            name: "ns",
+            group: "storage",
+            subcommands: &["ls", "lookup", "bind", "unbind", "sub", "ro", "enter", "pop"],
+            usage: NS_USAGE,
+            help: "names: list, bind, unbind; confine (sub) and attenuate (ro)",
+            long_help: NS_HELP,
+            run: ns::<S>,
+        },
+        Command {
+            name: "fs",
+            group: "storage",
+            subcommands: &["ls", "cat", "stat", "sum"],
+            usage: FS_USAGE,
+            help: "the read-only directory from disk: ls, cat, stat, sum",
+            long_help: FS_HELP,
+            run: fs::<S>,
+        },
+        Command {
+            name: "caps",
+            group: "storage",
+            subcommands: &[],
+            usage: "caps",
+            help: "the capabilities the monitor holds, with their rights",
+            long_help: "caps   every capability of the monitor's root set and the pushed namespaces",
+            run: caps::<S>,
+        },
+    ]
+}
+
+// ---- store ----
+
+fn store<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    match a.opt_str() {
+        None => info(s, o),
+        Some("put") => put(s, a, o),
+        Some("get") => get(s, a, o),
+        Some("ls") => {
+            a.finish()?;
+            ls_objects(s, o)
+        }
+        Some("rm") => {
+            let name = a.str()?;
+            a.finish()?;
+            s.session().ns().unbind(name).map_err(err)?;
+            outln!(o, "removed {}", Shown(name));
+            Ok(())
+        }
+        Some("stat") => stat(s, a, o),
+        Some("fsck") => {
+            a.finish()?;
+            run_fsck(s, o)
+        }
+        Some("format") => {
+            let force = a.flag("-f");
+            let dev = a.str()?;
+            a.finish()?;
+            if !force {
+                return Err(fail!(
+                    "this erases {}: type `store format {} -f` to go ahead",
+                    dev,
+                    dev
+                ));
+            }
+            let msg = s.store_format(dev)?;
+            outln!(o, "{}", msg);
+            Ok(())
+        }
+        Some("bench") => bench(s, a, o),
+        Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),
+    }
+}
+
+fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let sess = s.session();
+    let i = sess.store.info().map_err(err)?;
+    outln!(o, "store: {} ({})", sess.note, if i.read_only { "read-only" } else { "read-write" });
+    if i.engine == "redb" {
+        outln!(
+            o,
+            "device {}: format {}, {} used of {}",
+            i.device,
+            i.format_version,
+            HumanSize(i.used),
+            HumanSize(i.capacity)
+        );
+    }
+    outln!(
+        o,
+        "objects {} ({} bytes), names {}, files {}, directories {}, generation {}",
+        i.objects,
+        i.object_bytes,
+        i.names,
+        i.files,
+        i.dirs,
+        i.generation
+    );
+    if sess.opened.repaired {
+        outln!(o, "note: the store was not closed cleanly and was repaired when opened");
+    }
+    Ok(())
+}
+
+fn put<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let name = a.str()?;
+    let msg = if a.flag("--pattern") {
+        let p = a.str()?;
+        let pat = Pattern::parse(p).map_err(|e| bad_arg!("PATTERN: {}", e))?;
+        let size = a.size("SIZE")?;
+        a.finish()?;
+        if size > object::MAX_OBJECT_BYTES as u64 {
+            return Err(err(StoreError::TooLarge {
+                size,
+                limit: object::MAX_OBJECT_BYTES as u64,
+            }));
+        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(size as usize)
+            .map_err(|_| fail!("no memory for {} bytes", size))?;
+        data.resize(size as usize, 0);
+        pat.fill(0, &mut data);
+        object::bytes(&data)
+    } else {
+        let words = a.rest();
+        if words.is_empty() {
+            return Err(CmdError::Usage);
+        }
+        object::text(&words.join(" "))
+    };
+    let ns = s.session().ns();
+    let h = ns.put(name, &msg, true).map_err(err)?;
+    let st = ns.store().stat(&h).map_err(err)?;
+    outln!(
+        o,
+        "put {}: {} ({} bytes, {})",
+        Shown(name),
+        hex(&h),
+        st.size,
+        object::schema_name(st.schema_id)
+    );
+    Ok(())
+}
+
+/// The object `name` is bound to in the current namespace.
+fn object_of<S: StoreHost>(s: &mut S, name: &str) -> Result<(object::Hash, Vec<u8>), CmdError> {
+    let ns = s.session().ns();
+    match ns.lookup(name).map_err(err)? {
+        Value::Object(h) => Ok((h, ns.store().get(&h).map_err(err)?)),
+        v => Err(fail!("{} holds a {} capability, not an object", Shown(name), v.kind())),
+    }
+}
+
+fn get<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let name = a.str()?;
+    a.finish()?;
+    let (h, bytes) = object_of(s, name)?;
+    let d = object::decode(&bytes).map_err(err)?;
+    outln!(
+        o,
+        "{}: {} {} v{}, {} bytes",
+        Shown(name),
+        hex(&h),
+        object::schema_name(d.schema_id),
+        d.version,
+        bytes.len()
+    );
+    match d.body {
+        Body::Text(t) => outln!(o, "text: {}", Shown(&t)),
+        Body::Bytes(b) => {
+            let sum: [u8; 32] = Sha256::digest(&b).into();
+            outln!(o, "data: {} bytes, sha256 {}", b.len(), hex(&sum));
+        }
+        Body::Other { words } => outln!(
+            o,
+            "body: schema {:#018x}, {} words (not a schema this build decodes)",
+            d.schema_id,
+            words
+        ),
+    }
+    Ok(())
+}
+
+fn stat<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let name = a.str()?;
+    a.finish()?;
+    let (h, _) = object_of(s, name)?;
+    let st = s.session().ns().store().stat(&h).map_err(err)?;
+    outln!(o, "name     {}", Shown(name));
+    outln!(o, "hash     {}", hex(&st.hash));
+    outln!(o, "size     {} bytes", st.size);
+    outln!(
+        o,
+        "schema   {:#018x} ({}) version {}",
+        st.schema_id,
+        object::schema_name(st.schema_id),
+        st.version
+    );
+    outln!(o, "refs     {}", st.refs);
+    Ok(())
+}
+
+fn ls_objects<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let list = s.session().store.list().map_err(err)?;
+    outln!(o, "{:<64}  {:>9}  {:<9}  refs", "hash", "bytes", "schema");
+    let mut total = 0;
+    for st in &list {
+        total += st.size;
+        outln!(
+            o,
+            "{}  {:>9}  {:<9}  {}",
+            hex(&st.hash),
+            st.size,
+            object::schema_name(st.schema_id),
+            st.refs
+        );
+    }
+    outln!(o, "{} object(s), {} bytes", list.len(), total);
+    Ok(())
+}
+
+fn run_fsck<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let sess = s.session();
+    let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
+    outln!(
+        o,
+        "fsck: {} objects ({} bytes), {} names, {} directories, {} files ({} bytes), {} chunks",
+        r.objects,
+        r.object_bytes,
+        r.names,
+        r.dirs,
+        r.files,
+        r.file_bytes,
+        r.chunks
+    );
+    for p in &r.problems {
+        outln!(o, "problem: {}", p);
+    }
+    if r.clean() {
+        outln!(o, "fsck: clean");
+        Ok(())
+    } else {
+        Err(fail!("fsck: {} problem(s)", r.problems.len()))
+    }
+}
+
+const BENCH_DEFAULT_N: u64 = 200;
+const BENCH_MAX_N: u64 = 100_000;
+
+fn bench<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let mut n = BENCH_DEFAULT_N;
+    let mut sizes = Vec::new();
+    while let Some(w) = a.opt_str() {
+        if w == "-n" {
+            n = a.u64("N")?;
+            if !(1..=BENCH_MAX_N).contains(&n) {
+                return Err(bad_arg!("N must be 1..={}", BENCH_MAX_N));
+            }
+        } else {
+            let sz = capmon_shell::parse::size(w).map_err(|e| bad_arg!("SIZE: {}", e))?;
+            if sz == 0 || sz > object::MAX_OBJECT_BYTES as u64 / 2 {
+                return Err(bad_arg!("SIZE must be 1..={}", object::MAX_OBJECT_BYTES / 2));
+            }
+            sizes.push(sz as usize);
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![4096, 65536];
+    }
+    let ns = s.session().ns();
+    let store = ns.store();
+    // A run's names live under one prefix, removed afterwards.
+    let t0 = s.store_clock().now_ns();
+    let prefix = format!("bench-{:x}", t0);
+    for &size in &sizes {
+        let mut data = vec![0u8; size];
+        let mut hashes = Vec::with_capacity(n as usize);
+        let start = s.store_clock().now_ns();
+        for i in 0..n {
+            // Distinct bytes each time: the first 16 bytes are the run and the index.
+            Pattern::Seed(t0 ^ i).fill(0, &mut data);
+            data[..8].copy_from_slice(&t0.to_le_bytes());
+            data[8..16].copy_from_slice(&i.to_le_bytes());
+            let msg = object::bytes(&data);
+            let h = ns
+                .put(&format!("{}/{}-{}", prefix, size, i), &msg, true)
+                .map_err(err)?;
+            hashes.push(h);
+        }
+        let put_ns = s.store_clock().now_ns() - start;
+        report(o, "put", size, n, put_ns);
+        let start = s.store_clock().now_ns();
+        for (i, h) in hashes.iter().enumerate() {
+            let bytes = store.get(h).map_err(err)?;
+            let ok = match object::decode(&bytes).map_err(err)?.body {
+                Body::Bytes(b) => b.len() == size && b[8..16] == (i as u64).to_le_bytes(),
+                _ => false,
+            };
+            if !ok {
+                return Err(fail!("object {} read back wrong", i));
+            }
+        }
+        let get_ns = s.store_clock().now_ns() - start;
+        report(o, "get", size, n, get_ns);
+    }
+    for &size in &sizes {
+        for i in 0..n {
+            ns.unbind(&format!("{}/{}-{}", prefix, size, i)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+fn report(o: &mut dyn Write, what: &str, size: usize, n: u64, ns: u64) {
+    let ns = ns.max(1);
+    let ops_x10 = n as u128 * 10_000_000_000 / ns as u128;
+    outln!(
+        o,
+        "store bench {} {}: {} ops in {} ms: {}.{} ops/s, mean {} us",
+        what,
+        size,
+        n,
+        ns / 1_000_000,
+        ops_x10 / 10,
+        ops_x10 % 10,
+        ns / n / 1000
+    );
+}
+
+// ---- ns ----
+
+fn ns<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    match a.opt_str() {
+        None => {
+            let sess = s.session();
+            outln!(o, "0  {}  {}", sess.root.rights(), sess.root.describe());
+            for (i, n) in sess.stack.iter().enumerate() {
+                outln!(o, "{}  {}  {}", i + 1, n.rights(), n.describe());
+            }
+            Ok(())
+        }
+        Some("ls") => {
+            let prefix = a.opt_str().unwrap_or("");
+            a.finish()?;
+            let list = s.session().ns().list(prefix).map_err(err)?;
+            for e in &list {
+                match (e.hash, e.rights) {
+                    (Some(h), _) => outln!(o, "{:<9}  {}  {}", e.kind, hex(&h), Shown(&e.name)),
+                    (None, Some(r)) => outln!(o, "{:<9}  {:<64}  {}", e.kind, r, Shown(&e.name)),
+                    _ => outln!(o, "{:<9}  {:<64}  {}", e.kind, "", Shown(&e.name)),
+                }
+            }
+            outln!(o, "{} name(s)", list.len());
+            Ok(())
+        }
+        Some("lookup") => {
+            let name = a.str()?;
+            a.finish()?;
+            let v = s.session().ns().lookup(name).map_err(err)?;
+            match v.rights() {
+                Some(r) => outln!(o, "{}: {} {} ({})", Shown(name), v.kind(), v.describe(), r),
+                None => outln!(o, "{}: object {}", Shown(name), v.describe()),
+            }
+            Ok(())
+        }
+        Some("bind") => bind(s, a, o),
+        Some("unbind") => {
+            let name = a.str()?;
+            a.finish()?;
+            s.session().ns().unbind(name).map_err(err)?;
+            outln!(o, "unbound {}", Shown(name));
+            Ok(())
+        }
+        Some("sub") => {
+            let prefix = a.str()?;
+            a.finish()?;
+            let sub = s.session().ns().sub(prefix).map_err(err)?;
+            outln!(o, "now in {} ({})", sub.describe(), sub.rights());
+            s.session().stack.push(sub);
+            Ok(())
+        }
+        Some("ro") => {
+            a.finish()?;
+            let ro = s.session().ns().read_only();
+            outln!(o, "now in {} ({})", ro.describe(), ro.rights());
+            s.session().stack.push(ro);
+            Ok(())
+        }
+        Some("enter") => {
+            let name = a.str()?;
+            a.finish()?;
+            match s.session().ns().lookup(name).map_err(err)? {
+                Value::Namespace(n) => {
+                    outln!(o, "now in {} ({})", n.describe(), n.rights());
+                    s.session().stack.push(n);
+                    Ok(())
+                }
+                v => Err(fail!("{} holds a {}, not a namespace", Shown(name), v.kind())),
+            }
+        }
+        Some("pop") => {
+            a.finish()?;
+            let sess = s.session();
+            if sess.stack.pop().is_none() {
+                return Err(fail!("no namespace pushed"));
+            }
+            let cur = sess.ns();
+            outln!(o, "now in {} ({})", cur.describe(), cur.rights());
+            Ok(())
+        }
+        Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),
+    }
+}
+
+fn bind<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let replace = a.flag("-f");
+    let rights = match a.words_flag_value("-r") {
+        Some(Ok(r)) => Some(Rights::parse(r).ok_or_else(|| bad_arg!("RIGHTS: r, rw, ra or rwa"))?),
+        Some(Err(())) => return Err(bad_arg!("-r needs RIGHTS")),
+        None => None,
+    };
+    let name = a.str()?;
+    let target = a.str()?;
+    let sess = s.session();
+    let value = match target {
+        "store" => Value::Store(sess.store.clone()),
+        "ns" => Value::Namespace(sess.root.sub(a.str()?).map_err(err)?),
+        "dir" => Value::Directory(sess.fs.open_dir(path_arg(a.str()?)).map_err(err)?),
+        "file" => Value::File(sess.fs.open(path_arg(a.str()?), Rights::READ).map_err(err)?),
+        t if t.starts_with('@') => sess.ns().lookup(&t[1..]).map_err(err)?,
+        t => Value::Object(
+            object::parse_hash(t)
+                .ok_or_else(|| bad_arg!("TARGET: a 64-digit hash, @NAME, store, ns, dir or file"))?,
+        ),
+    };
+    a.finish()?;
+    let value = match rights {
+        Some(r) => value.restrict(r),
+        None => value,
+    };
+    sess.ns().bind(name, value.clone(), replace).map_err(err)?;
+    match value.rights() {
+        Some(r) => outln!(o, "bound {}: {} {} ({})", Shown(name), value.kind(), value.describe(), r),
+        None => outln!(o, "bound {}: object {}", Shown(name), value.describe()),
+    }
+    Ok(())
+}
+
+/// Helpers on `Args` this family needs.
+trait ArgsExt<'a> {
+    /// Removes `flag VALUE` wherever it appears: `Some(Ok(value))`, `Some(Err(()))` if the flag
+    /// has no value, `None` if it is absent.
+    fn words_flag_value(&mut self, flag: &str) -> Option<Result<&'a str, ()>>;
+}
+
+impl<'a> ArgsExt<'a> for Args<'a> {
+    fn words_flag_value(&mut self, flag: &str) -> Option<Result<&'a str, ()>> {
+        let mut words = self.rest();
+        let r = match words.iter().position(|w| *w == flag) {
+            None => None,
+            Some(i) if i + 1 < words.len() => {
+                let v = words.remove(i + 1);
+                words.remove(i);
+                Some(Ok(v))
+            }
+            Some(i) => {
+                words.remove(i);
+                Some(Err(()))
+            }
+        };
+        *self = Args::new(words);
+        r
+    }
+}
+
+// ---- fs ----
+
+/// A path as typed: one leading `/` names the root directory capability itself.
+fn path_arg(p: &str) -> &str {
+    let p = p.strip_prefix('/').unwrap_or(p);
+    p.strip_suffix('/').unwrap_or(p)
+}
+
+fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let sub = a.opt_str();
+    let root = s.session().fs.clone();
+    match sub {
+        None | Some("ls") => {
+            let p = path_arg(a.opt_str().unwrap_or(""));
+            a.finish()?;
+            let dir = root.open_dir(p).map_err(err)?;
+            let ents = dir.list().map_err(err)?;
+            for e in &ents {
+                match e.kind {
+                    NodeKind::Dir => outln!(o, "d {:>12}  {}/", e.size, Shown(&e.name)),
+                    NodeKind::File => outln!(o, "f {:>12}  {}", e.size, Shown(&e.name)),
+                }
+            }
+            outln!(o, "{} entries", ents.len());
+            Ok(())
+        }
+        Some("cat") => {
+            let p = path_arg(a.str()?);
+            a.finish()?;
+            let f = root.open(p, Rights::READ).map_err(err)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut off = 0u64;
+            let mut carry: Vec<u8> = Vec::new();
+            loop {
+                let n = f.read(off, &mut buf).map_err(err)?;
+                if n == 0 {
+                    break;
+                }
+                off += n as u64;
+                carry.extend_from_slice(&buf[..n]);
+                // Print whole UTF-8 characters; keep a split one for the next read.
+                let valid = match core::str::from_utf8(&carry) {
+                    Ok(_) => carry.len(),
+                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                    Err(e) => e.valid_up_to() + e.error_len().unwrap_or(1),
+                };
+                print_text(o, &carry[..valid]);
+                carry.drain(..valid);
+            }
+            print_text(o, &carry);
+            Ok(())
+        }
+        Some("stat") => {
+            let p = path_arg(a.str()?);
+            a.finish()?;
+            let st = root.stat(p).map_err(err)?;
+            outln!(o, "path        /{}", Shown(p));
+            outln!(
+                o,
+                "kind        {}",
+                if st.kind == NodeKind::Dir { "directory" } else { "file" }
+            );
+            outln!(
+                o,
+                "size        {}{}",
+                st.size,
+                if st.kind == NodeKind::Dir { " entries" } else { " bytes" }
+            );
+            outln!(o, "inode       {}", st.inode);
+            outln!(o, "generation  {}", st.generation);
+            outln!(o, "mtime       {} ns", st.mtime_ns);
+            outln!(o, "ctime       {} ns", st.ctime_ns);
+            if st.kind == NodeKind::File {
+                outln!(o, "chunk size  {}", st.chunk_size);
+            }
+            Ok(())
+        }
+        Some("sum") => {
+            let p = path_arg(a.str()?);
+            a.finish()?;
+            let f = root.open(p, Rights::READ).map_err(err)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut off = 0u64;
+            loop {
+                let n = f.read(off, &mut buf).map_err(err)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            let d: [u8; 32] = h.finalize().into();
+            outln!(o, "sha256 {}  {} bytes", hex(&d), off);
+            Ok(())
+        }
+        Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),
+    }
+}
+
+/// Text with control characters other than newline and tab escaped, invalid UTF-8 as `\xNN`.
+fn print_text(o: &mut dyn Write, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match core::str::from_utf8(rest) {
+            Ok(s) => {
+                put_escaped(o, s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                put_escaped(o, core::str::from_utf8(good).unwrap_or(""));
+                let skip = e.error_len().unwrap_or(bad.len()).max(1).min(bad.len());
+                for b in &bad[..skip] {
+                    let _ = write!(o, "\\x{:02x}", b);
+                }
+                rest = &bad[skip..];
+            }
+        }
+    }
+}
+
+fn put_escaped(o: &mut dyn Write, s: &str) {
+    for ch in s.chars() {
+        if ch.is_control() && ch != '\n' && ch != '\t' {
+            let _ = write!(o, "\\x{:02x}", ch as u32);
+        } else {
+            let _ = o.write_char(ch);
+        }
+    }
+}
+
+// ---- caps ----
+
+fn caps<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    a.finish()?;
+    let sess = s.session();
+    outln!(o, "name   kind       rights  designates");
+    outln!(o, "store  store      {}     {} ({})", sess.store.rights(), sess.store.describe(), sess.note);
+    outln!(o, "ns     namespace  {}     {}", sess.root.rights(), sess.root.describe());
+    outln!(o, "fs     directory  {}     {}", sess.fs.rights(), sess.fs.describe());
+    for (i, n) in sess.stack.iter().enumerate() {
+        outln!(o, "ns.{}   namespace  {}     {}", i + 1, n.rights(), n.describe());
+    }
+    Ok(())
+}
+
+/// The first partition of the registry with the capmon data type, if any.
+pub fn data_partition(reg: &Registry) -> Option<String> {
+    reg.entries().iter().find_map(|e| match &e.partition {
+        Some((_, p)) if p.type_guid == gpt::CAPMON_DATA => Some(e.name.clone()),
+        _ => None,
+    })
+}
+
+/// Opens the store on `dev` from the registry (for boot and `store format`).
+pub fn open_session(reg: &Registry, dev: &str, now_ns: u64) -> Result<(Session, Option<String>), CmdError> {
+    let e = reg
+        .entry(dev)
+        .ok_or_else(|| fail!("no such block device '{}'", dev))?;
+    let (sess, failure) = Session::open_or_ram(e.dev.clone(), dev, now_ns);
+    Ok((sess, failure.map(|f| f.to_string())))
+}
+
+
+/// The session for a machine at boot: the store on the first capmon data partition, or a RAM
+/// store saying why not. Logs what it found.
+pub fn boot_session(reg: &Registry, now_ns: u64) -> Session {
+    let Some(dev) = data_partition(reg) else {
+        log::info!("store: no capmon data partition; using a RAM store");
+        return Session::ram(String::from("ram (no capmon data partition)"));
+    };
+    match open_session(reg, &dev, now_ns) {
+        Ok((sess, None)) => {
+            if sess.opened.repaired {
+                log::warn!("store: {} was not closed cleanly; redb repaired it", dev);
+            }
+            match sess.store.info() {
+                Ok(i) => log::info!(
+                    "store: redb on {}: {} objects, {} names, {} files, generation {}",
+                    dev,
+                    i.objects,
+                    i.names,
+                    i.files,
+                    i.generation
+                ),
+                Err(e) => log::warn!("store: {}: {}", dev, e),
+            }
+            sess
+        }
+        Ok((sess, Some(why))) => {
+            log::warn!("store: {}: {}; using a RAM store", dev, why);
+            sess
+        }
+        Err(e) => {
+            log::warn!("store: {:?}", e);
+            Session::ram(String::from("ram"))
+        }
+    }
+}
+
+/// `store format DEV -f`: closes the session's store if it lives on DEV, writes a fresh
+/// superblock, opens the empty store and makes it the session's.
+pub fn format_device(
+    reg: &Registry,
+    sess: &mut Session,
+    dev: &str,
+    now_ns: u64,
+) -> Result<String, CmdError> {
+    let e = reg
+        .entry(dev)
+        .ok_or_else(|| fail!("no such block device '{}'", dev))?;
+    if e.partition.is_none() && matches!(e.table, capmon_block::TableState::Gpt(_)) {
+        return Err(fail!(
+            "{} holds a GPT: format one of its partitions, not the whole disk",
+            dev
+        ));
+    }
+    // Whatever store is open goes first (it may be on DEV): its engine releases the device.
+    *sess = Session::ram(String::from("ram (formatting)"));
+    let mut d = capmon_storage::session::SharedDev::new(e.dev.clone());
+    capmon_storage::backend::format(&mut d, now_ns ^ 0x6361_706d_6f6e, now_ns)
+        .map_err(|e| fail!("{}: {}", dev, e))?;
+    let (new, failure) = Session::open_or_ram(e.dev.clone(), dev, now_ns);
+    *sess = new;
+    match failure {
+        None => Ok(format!("formatted {}: an empty store", dev)),
+        Some(f) => Err(fail!("{}: formatted, but opening failed: {}", dev, f)),
+    }
+}

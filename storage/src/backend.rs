@@ -1,0 +1,769 @@
+//! redb on a capmon data partition: a superblock in the partition's first 4096 bytes, the redb
+//! file (the "region") after it, and `BlockBackend`, the `redb::StorageBackend` that turns
+//! redb's byte-addressed reads, writes and resizes into sector I/O on a `BlockDevice`.
+//!
+//! docs/storage.md ("On-disk layout: superblock and region") describes the format.
+#![forbid(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use capmon_block::{BlkError, BlockDevice};
+use core::fmt;
+use redb::{BackendError, StorageBackend};
+use spin::Mutex;
+
+#[cfg(test)]
+mod tests;
+
+/// Bytes reserved for the superblock at the start of the partition; the region follows.
+pub const SUPERBLOCK_BYTES: u64 = 4096;
+/// The on-disk format this code writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The first eight bytes of a formatted partition.
+pub const MAGIC: [u8; 8] = *b"CAPMONDB";
+/// The smallest partition `format` accepts.
+pub const MIN_PARTITION_BYTES: u64 = 1 << 20;
+/// Bytes `Superblock::encode` produces: one 512-byte sector, so a single sector write replaces it.
+pub const ENCODED_BYTES: usize = 512;
+/// The largest single device request the backend makes (aligned writes, zero-fill).
+const CHUNK_BYTES: usize = 1 << 20;
+
+// Field offsets of the encoded superblock (all integers little-endian).
+const OFF_VERSION: usize = 8;
+const OFF_FLAGS: usize = 12;
+const OFF_REGION_LEN: usize = 16;
+const OFF_PARTITION_BYTES: usize = 24;
+const OFF_STORE_ID: usize = 32;
+const OFF_FORMATTED_NS: usize = 48;
+/// The CRC32 of bytes `0..OFF_CHECKSUM` is stored here.
+const OFF_CHECKSUM: usize = 56;
+/// Bytes of the superblock that carry meaning; the rest of the 512 are zero.
+const FIELDS_BYTES: usize = OFF_CHECKSUM + 4;
+
+/// The record at the start of a capmon store partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Superblock {
+    /// On-disk format version (`FORMAT_VERSION` for anything this code wrote).
+    pub version: u32,
+    /// No flags are defined in version 1; written as 0, kept as found.
+    pub flags: u32,
+    /// Logical length of the redb file in bytes (redb's `len()`), stored from byte 4096.
+    pub region_len: u64,
+    /// The partition's size in bytes when it was formatted; the region never grows past it.
+    pub partition_bytes: u64,
+    /// Identity of this store, derived from the seed given to `format`.
+    pub store_id: [u8; 16],
+    /// The caller's clock value when the partition was formatted, in nanoseconds.
+    pub formatted_ns: u64,
+}
+
+impl Superblock {
+    /// The superblock of a freshly formatted partition of `partition_bytes` bytes: an empty
+    /// region, a store id derived from `seed`.
+    pub fn new(partition_bytes: u64, seed: u64, now_ns: u64) -> Self {
+        let mut state = seed;
+        let mut store_id = [0u8; 16];
+        store_id[..8].copy_from_slice(&splitmix64(&mut state).to_le_bytes());
+        store_id[8..].copy_from_slice(&splitmix64(&mut state).to_le_bytes());
+        Superblock {
+            version: FORMAT_VERSION,
+            flags: 0,
+            region_len: 0,
+            partition_bytes,
+            store_id,
+            formatted_ns: now_ns,
+        }
+    }
+
+    /// The on-disk bytes: the fields, their CRC32, zeros to 512 bytes.
+    pub fn encode(&self) -> [u8; ENCODED_BYTES] {
+        let mut b = [0u8; ENCODED_BYTES];
+        b[..OFF_VERSION].copy_from_slice(&MAGIC);
+        b[OFF_VERSION..OFF_FLAGS].copy_from_slice(&self.version.to_le_bytes());
+        b[OFF_FLAGS..OFF_REGION_LEN].copy_from_slice(&self.flags.to_le_bytes());
+        b[OFF_REGION_LEN..OFF_PARTITION_BYTES].copy_from_slice(&self.region_len.to_le_bytes());
+        b[OFF_PARTITION_BYTES..OFF_STORE_ID].copy_from_slice(&self.partition_bytes.to_le_bytes());
+        b[OFF_STORE_ID..OFF_FORMATTED_NS].copy_from_slice(&self.store_id);
+        b[OFF_FORMATTED_NS..OFF_CHECKSUM].copy_from_slice(&self.formatted_ns.to_le_bytes());
+        let crc = crc32fast::hash(&b[..OFF_CHECKSUM]);
+        b[OFF_CHECKSUM..FIELDS_BYTES].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads a superblock from the partition's first bytes (up to `SUPERBLOCK_BYTES` of them are
+    /// looked at). Checks, in order: all zero, magic, length, checksum, version, and that the
+    /// region fits in `partition_bytes`. Whether the partition is as large as it says is
+    /// `check_fits`'s job, since these bytes do not tell.
+    pub fn decode(bytes: &[u8]) -> Result<Superblock, OpenError> {
+        let head = &bytes[..bytes.len().min(SUPERBLOCK_BYTES as usize)];
+        if head.iter().all(|&b| b == 0) {
+            return Err(OpenError::NotFormatted);
+        }
+        if head.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+            return Err(OpenError::Foreign(Foreign::identify(head)));
+        }
+        if head.len() < FIELDS_BYTES {
+            return Err(OpenError::Truncated {
+                needs: SUPERBLOCK_BYTES,
+                has: head.len() as u64,
+            });
+        }
+        let stored = le_u32(head, OFF_CHECKSUM);
+        if crc32fast::hash(&head[..OFF_CHECKSUM]) != stored {
+            return Err(OpenError::BadChecksum);
+        }
+        let version = le_u32(head, OFF_VERSION);
+        if version > FORMAT_VERSION {
+            return Err(OpenError::NewerVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(OpenError::UnknownVersion { found: version });
+        }
+        let mut store_id = [0u8; 16];
+        store_id.copy_from_slice(&head[OFF_STORE_ID..OFF_FORMATTED_NS]);
+        let sb = Superblock {
+            version,
+            flags: le_u32(head, OFF_FLAGS),
+            region_len: le_u64(head, OFF_REGION_LEN),
+            partition_bytes: le_u64(head, OFF_PARTITION_BYTES),
+            store_id,
+            formatted_ns: le_u64(head, OFF_FORMATTED_NS),
+        };
+        let needs = sb.bytes_needed();
+        if needs > sb.partition_bytes {
+            return Err(OpenError::Truncated {
+                needs,
+                has: sb.partition_bytes,
+            });
+        }
+        Ok(sb)
+    }
+
+    /// Checks that a partition of `partition_bytes` bytes still holds this store: it has not
+    /// shrunk since it was formatted (it may have grown; the store keeps its formatted size).
+    pub fn check_fits(&self, partition_bytes: u64) -> Result<(), OpenError> {
+        if partition_bytes < self.partition_bytes {
+            return Err(OpenError::Truncated {
+                needs: self.partition_bytes,
+                has: partition_bytes,
+            });
+        }
+        let needs = self.bytes_needed();
+        if partition_bytes < needs {
+            return Err(OpenError::Truncated {
+                needs,
+                has: partition_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes from the partition's start to the region's end (saturating: a corrupt region_len
+    /// near `u64::MAX` then fails every size check instead of wrapping).
+    fn bytes_needed(&self) -> u64 {
+        SUPERBLOCK_BYTES.saturating_add(self.region_len)
+    }
+}
+
+/// What a partition that is not a capmon store appears to hold, judged from its first 4096
+/// bytes. A guess for the error message, not a promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// ext2/3/4: magic 0xEF53 at byte 1080 (superblock at 1024, `s_magic` at +0x38).
+    Ext,
+    /// FAT12/16/32: "FAT" file system type at byte 54 or 82 of the boot sector.
+    Fat,
+    /// exFAT: "EXFAT   " at byte 3 of the boot sector.
+    ExFat,
+    /// NTFS: "NTFS    " at byte 3 of the boot sector.
+    Ntfs,
+    /// XFS: "XFSB" at byte 0.
+    Xfs,
+    /// LUKS encrypted volume: "LUKS\xba\xbe" at byte 0.
+    Luks,
+    /// squashfs: "hsqs" at byte 0.
+    Squashfs,
+    /// Linux swap: "SWAPSPACE2" ending at byte 4096 (4 KiB pages).
+    Swap,
+    /// Some other boot sector or MBR: 0x55 0xAA at bytes 510-511.
+    BootSector,
+    /// Nothing recognised; `first` holds the first bytes to show the user.
+    Unknown { first: [u8; 8] },
+}
+
+impl Foreign {
+    /// Names what `head` (the partition's first bytes) looks like.
+    pub fn identify(head: &[u8]) -> Foreign {
+        let at = |off: usize, pat: &[u8]| head.get(off..off + pat.len()) == Some(pat);
+        if at(0, b"LUKS\xba\xbe") {
+            Foreign::Luks
+        } else if at(0, b"XFSB") {
+            Foreign::Xfs
+        } else if at(0, b"hsqs") {
+            Foreign::Squashfs
+        } else if at(1080, &[0x53, 0xef]) {
+            Foreign::Ext
+        } else if at(3, b"EXFAT   ") {
+            Foreign::ExFat
+        } else if at(3, b"NTFS    ") {
+            Foreign::Ntfs
+        } else if at(54, b"FAT") || at(82, b"FAT") {
+            Foreign::Fat
+        } else if at(4086, b"SWAPSPACE2") {
+            Foreign::Swap
+        } else if at(510, &[0x55, 0xaa]) {
+            Foreign::BootSector
+        } else {
+            let mut first = [0u8; 8];
+            let n = head.len().min(first.len());
+            first[..n].copy_from_slice(&head[..n]);
+            Foreign::Unknown { first }
+        }
+    }
+}
+
+impl fmt::Display for Foreign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Foreign::Ext => f.write_str("an ext2/3/4 file system"),
+            Foreign::Fat => f.write_str("a FAT file system"),
+            Foreign::ExFat => f.write_str("an exFAT file system"),
+            Foreign::Ntfs => f.write_str("an NTFS file system"),
+            Foreign::Xfs => f.write_str("an XFS file system"),
+            Foreign::Luks => f.write_str("a LUKS encrypted volume"),
+            Foreign::Squashfs => f.write_str("a squashfs image"),
+            Foreign::Swap => f.write_str("Linux swap"),
+            Foreign::BootSector => f.write_str("a boot sector or MBR"),
+            Foreign::Unknown { first } => {
+                f.write_str("unrecognised data (first bytes")?;
+                for b in first {
+                    write!(f, " {:02x}", b)?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// Why a partition is not a usable store (or cannot be formatted as one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// The first 4096 bytes are all zero: never formatted (or wiped).
+    NotFormatted,
+    /// The magic is missing and the bytes are not zero: another file system, or noise.
+    Foreign(Foreign),
+    /// The magic is there but the superblock's CRC32 does not match its fields.
+    BadChecksum,
+    /// Written by a newer capmon, in a format this one cannot read.
+    NewerVersion { found: u32, supported: u32 },
+    /// A version number no capmon ever wrote (0).
+    UnknownVersion { found: u32 },
+    /// The partition (or the superblock's own `partition_bytes`) is smaller than the store
+    /// needs: `needs` bytes, `has` bytes.
+    Truncated { needs: u64, has: u64 },
+    /// `format`: the partition has `has` bytes, a store needs at least `needs`.
+    TooSmall { has: u64, needs: u64 },
+    /// `format`, or a writable open, of a read-only device.
+    ReadOnlyDevice,
+    /// The device's sector size is not a power of two from 512 to 64 KiB.
+    UnsupportedSectorSize { sector_size: u32 },
+    /// The device failed a read, write or flush.
+    Io(BlkError),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotFormatted => f.write_str(
+                "not formatted: the partition's first 4096 bytes are zero (format it to create a store)",
+            ),
+            OpenError::Foreign(what) => {
+                write!(f, "not a capmon store: the partition holds {}", what)
+            }
+            OpenError::BadChecksum => {
+                f.write_str("the store's superblock is damaged (checksum mismatch)")
+            }
+            OpenError::NewerVersion { found, supported } => write!(
+                f,
+                "the store has format version {}; this capmon reads up to version {}",
+                found, supported
+            ),
+            OpenError::UnknownVersion { found } => write!(
+                f,
+                "the store's superblock names format version {}, which no capmon writes",
+                found
+            ),
+            OpenError::Truncated { needs, has } => write!(
+                f,
+                "the partition is truncated: the store needs {} bytes, the partition has {}",
+                needs, has
+            ),
+            OpenError::TooSmall { has, needs } => write!(
+                f,
+                "the partition is too small for a store: {} bytes, at least {} needed",
+                has, needs
+            ),
+            OpenError::ReadOnlyDevice => f.write_str("the device is read-only"),
+            OpenError::UnsupportedSectorSize { sector_size } => write!(
+                f,
+                "unsupported sector size {} (a store needs 512 B to 64 KiB, a power of two)",
+                sector_size
+            ),
+            OpenError::Io(e) => write!(f, "I/O error: {}", e),
+        }
+    }
+}
+
+impl core::error::Error for OpenError {}
+
+impl From<BlkError> for OpenError {
+    fn from(e: BlkError) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+/// Why `BlockBackend` refused or failed a request from redb. redb receives it boxed in
+/// `BackendError::Other` and shows its `Display`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionError {
+    /// `len` bytes at region offset `offset` are not inside the region's `region_len` bytes.
+    OutOfRange {
+        offset: u64,
+        len: u64,
+        region_len: u64,
+    },
+    /// Growing the region to `needs` bytes from the partition's start does not fit in the
+    /// partition's `has` bytes.
+    StoreFull { needs: u64, has: u64 },
+    /// The backend was opened read-only.
+    ReadOnly,
+    /// The device failed the request.
+    Device(BlkError),
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionError::OutOfRange {
+                offset,
+                len,
+                region_len,
+            } => write!(
+                f,
+                "{} bytes at offset {} are outside the store's {} bytes",
+                len, offset, region_len
+            ),
+            RegionError::StoreFull { needs, has } => write!(
+                f,
+                "store full: needs {} bytes, the partition holds {}",
+                needs, has
+            ),
+            RegionError::ReadOnly => f.write_str("the store is open read-only"),
+            RegionError::Device(e) => write!(f, "block device: {}", e),
+        }
+    }
+}
+
+impl core::error::Error for RegionError {}
+
+impl From<BlkError> for RegionError {
+    fn from(e: BlkError) -> Self {
+        RegionError::Device(e)
+    }
+}
+
+impl From<RegionError> for BackendError {
+    fn from(e: RegionError) -> Self {
+        BackendError::Other(Box::new(e))
+    }
+}
+
+/// Reads a partition's superblock and checks that the partition holds the store it describes.
+/// Only reads.
+pub fn probe(dev: &mut dyn BlockDevice) -> Result<Superblock, OpenError> {
+    let geo = Geometry::of(dev)?;
+    let n = geo.bytes.min(SUPERBLOCK_BYTES) as usize;
+    let mut head = alloc::vec![0u8; n];
+    read_bytes(dev, geo.sector, 0, &mut head)?;
+    let sb = Superblock::decode(&head)?;
+    sb.check_fits(geo.bytes)?;
+    Ok(sb)
+}
+
+/// Writes a fresh superblock (empty region, the whole partition as its size, id from `seed`,
+/// `now_ns` as its format time) over whatever the partition held, and flushes. Asking the user
+/// first is the caller's job.
+pub fn format(dev: &mut dyn BlockDevice, seed: u64, now_ns: u64) -> Result<Superblock, OpenError> {
+    let geo = Geometry::of(dev)?;
+    if geo.bytes < MIN_PARTITION_BYTES {
+        return Err(OpenError::TooSmall {
+            has: geo.bytes,
+            needs: MIN_PARTITION_BYTES,
+        });
+    }
+    if dev.read_only() {
+        return Err(OpenError::ReadOnlyDevice);
+    }
+    let sb = Superblock::new(geo.bytes, seed, now_ns);
+    // The whole reserved area: the superblock, then zeros over whatever was there.
+    let mut area = alloc::vec![0u8; SUPERBLOCK_BYTES as usize];
+    area[..ENCODED_BYTES].copy_from_slice(&sb.encode());
+    write_bytes(dev, geo.sector, 0, &area, &mut 0)?;
+    dev.flush()?;
+    Ok(sb)
+}
+
+/// Counters of a `BlockBackend`, since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// `read` calls from redb.
+    pub reads: u64,
+    /// `write` calls from redb.
+    pub writes: u64,
+    /// Device flushes (`sync_data` on a writable backend).
+    pub flushes: u64,
+    /// Bytes redb read.
+    pub bytes_read: u64,
+    /// Bytes redb wrote (zero-fill and superblock updates not included).
+    pub bytes_written: u64,
+    /// Partial sectors read-modify-written (redb writes, zero-fill, superblock updates).
+    pub rmw_sectors: u64,
+    /// `set_len` calls from redb.
+    pub set_lens: u64,
+}
+
+/// A `redb::StorageBackend` over the region of a formatted partition. Clones share one device
+/// and one superblock behind a lock: redb owns one clone, the caller may keep another for
+/// `stats` and, once redb has dropped its clone, `into_device`.
+pub struct BlockBackend<D> {
+    inner: Arc<Mutex<Inner<D>>>,
+}
+
+/// What the clones of a `BlockBackend` share.
+struct Inner<D> {
+    dev: D,
+    /// The superblock as on the device (after the last `set_len`).
+    sb: Superblock,
+    geo: Geometry,
+    writable: bool,
+    stats: BackendStats,
+}
+
+impl<D> Clone for BlockBackend<D> {
+    fn clone(&self) -> Self {
+        BlockBackend {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<D> fmt::Debug for BlockBackend<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("BlockBackend")
+            .field("region_len", &inner.sb.region_len)
+            .field("partition_bytes", &inner.sb.partition_bytes)
+            .field("sector_size", &inner.geo.sector)
+            .field("writable", &inner.writable)
+            .finish()
+    }
+}
+
+impl<D: BlockDevice> BlockBackend<D> {
+    /// Probes `dev` and wraps it. `writable == false` gives a backend that only ever reads the
+    /// device (for `Builder::open_read_only_with_backend`). On error the device is handed back.
+    /// The partition's own problems are reported before a read-only device's.
+    pub fn open(mut dev: D, writable: bool) -> Result<Self, (OpenError, D)> {
+        let opened = Geometry::of(&dev).and_then(|geo| Ok((geo, probe(&mut dev)?)));
+        if opened.is_ok() && writable && dev.read_only() {
+            return Err((OpenError::ReadOnlyDevice, dev));
+        }
+        match opened {
+            Ok((geo, sb)) => Ok(BlockBackend {
+                inner: Arc::new(Mutex::new(Inner {
+                    dev,
+                    sb,
+                    geo,
+                    writable,
+                    stats: BackendStats::default(),
+                })),
+            }),
+            Err(e) => Err((e, dev)),
+        }
+    }
+
+    /// The device back, if this is the last clone (redb has dropped its own); `None` otherwise,
+    /// the device then staying with the remaining clones.
+    pub fn into_device(self) -> Option<D> {
+        Arc::try_unwrap(self.inner).ok().map(|m| m.into_inner().dev)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> BackendStats {
+        self.inner.lock().stats
+    }
+
+    /// The superblock as last written (or read, if nothing was written).
+    pub fn superblock(&self) -> Superblock {
+        self.inner.lock().sb
+    }
+}
+
+impl<D: BlockDevice> Inner<D> {
+    /// Checks that `len` bytes at region offset `offset` lie inside the region; returns the
+    /// partition byte offset they start at.
+    fn span(&self, offset: u64, len: usize) -> Result<u64, RegionError> {
+        let out_of_range = RegionError::OutOfRange {
+            offset,
+            len: len as u64,
+            region_len: self.sb.region_len,
+        };
+        match offset.checked_add(len as u64) {
+            // Inside the region, itself inside the partition: the sum cannot overflow.
+            Some(end) if end <= self.sb.region_len => Ok(SUPERBLOCK_BYTES + offset),
+            _ => Err(out_of_range),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), RegionError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(RegionError::ReadOnly)
+        }
+    }
+
+    /// Grows or shrinks the region to `len` bytes: zero-fills what it gains, then records the
+    /// new length in the superblock (not flushed).
+    fn set_len(&mut self, len: u64) -> Result<(), RegionError> {
+        let has = self.sb.partition_bytes;
+        let needs = SUPERBLOCK_BYTES.saturating_add(len);
+        if needs > has {
+            return Err(RegionError::StoreFull { needs, has });
+        }
+        let old = self.sb.region_len;
+        if len == old {
+            return Ok(());
+        }
+        if len > old {
+            self.zero_fill(SUPERBLOCK_BYTES + old, len - old)?;
+        }
+        let sb = Superblock {
+            region_len: len,
+            ..self.sb
+        };
+        write_bytes(
+            &mut self.dev,
+            self.geo.sector,
+            0,
+            &sb.encode(),
+            &mut self.stats.rmw_sectors,
+        )?;
+        self.sb = sb;
+        Ok(())
+    }
+
+    /// Writes `len` zero bytes from partition byte `pos`, at most `CHUNK_BYTES` at a time.
+    fn zero_fill(&mut self, mut pos: u64, len: u64) -> Result<(), RegionError> {
+        let zeros = zeroed(CHUNK_BYTES.min(usize::try_from(len).unwrap_or(CHUNK_BYTES)))?;
+        let end = pos + len;
+        while pos < end {
+            let n = zeros
+                .len()
+                .min(usize::try_from(end - pos).unwrap_or(usize::MAX));
+            write_bytes(
+                &mut self.dev,
+                self.geo.sector,
+                pos,
+                &zeros[..n],
+                &mut self.stats.rmw_sectors,
+            )?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
+    fn len(&self) -> Result<u64, BackendError> {
+        Ok(self.inner.lock().sb.region_len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let pos = inner.span(offset, out.len())?;
+        inner.stats.reads += 1;
+        inner.stats.bytes_read += out.len() as u64;
+        read_bytes(&mut inner.dev, inner.geo.sector, pos, out).map_err(RegionError::Device)?;
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
+        let mut inner = self.inner.lock();
+        inner.check_writable()?;
+        inner.stats.set_lens += 1;
+        inner.set_len(len)?;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), BackendError> {
+        let mut inner = self.inner.lock();
+        // A read-only backend has written nothing to make durable, and never touches the device
+        // except to read.
+        if !inner.writable {
+            return Ok(());
+        }
+        inner.stats.flushes += 1;
+        inner.dev.flush().map_err(RegionError::Device)?;
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.check_writable()?;
+        let pos = inner.span(offset, data.len())?;
+        inner.stats.writes += 1;
+        inner.stats.bytes_written += data.len() as u64;
+        write_bytes(
+            &mut inner.dev,
+            inner.geo.sector,
+            pos,
+            data,
+            &mut inner.stats.rmw_sectors,
+        )
+        .map_err(RegionError::Device)?;
+        Ok(())
+    }
+}
+
+/// A device's sector size and size in bytes, checked once.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    sector: u32,
+    bytes: u64,
+}
+
+impl Geometry {
+    fn of<D: BlockDevice + ?Sized>(dev: &D) -> Result<Geometry, OpenError> {
+        let sector = dev.sector_size();
+        if !sector.is_power_of_two() || !(512..=65536).contains(&sector) {
+            return Err(OpenError::UnsupportedSectorSize {
+                sector_size: sector,
+            });
+        }
+        // A capacity whose byte count overflows u64 is larger than any store needs.
+        let bytes = dev.capacity().saturating_mul(u64::from(sector));
+        Ok(Geometry { sector, bytes })
+    }
+}
+
+/// A zeroed buffer of `len` bytes, or `NoMemory` (never an allocation abort).
+fn zeroed(len: usize) -> Result<Vec<u8>, BlkError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| BlkError::NoMemory)?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
+/// The largest multiple of `sector` that is at most `len` and at most `CHUNK_BYTES`.
+fn aligned_chunk(len: usize, sector: usize) -> usize {
+    len.min(CHUNK_BYTES.max(sector)) / sector * sector
+}
+
+/// Reads `out.len()` bytes at partition byte `pos`: partial first and last sectors through a
+/// bounce buffer, the aligned middle straight into `out`.
+fn read_bytes<D: BlockDevice + ?Sized>(
+    dev: &mut D,
+    sector: u32,
+    mut pos: u64,
+    mut out: &mut [u8],
+) -> Result<(), BlkError> {
+    let ss = sector as usize;
+    let ss64 = u64::from(sector);
+    let mut bounce: Vec<u8> = Vec::new();
+    while !out.is_empty() {
+        let lba = pos / ss64;
+        let within = (pos % ss64) as usize;
+        if within != 0 || out.len() < ss {
+            if bounce.is_empty() {
+                bounce = zeroed(ss)?;
+            }
+            dev.read(lba, &mut bounce)?;
+            let n = (ss - within).min(out.len());
+            out[..n].copy_from_slice(&bounce[within..within + n]);
+            out = &mut out[n..];
+            pos += n as u64;
+        } else {
+            let n = aligned_chunk(out.len(), ss);
+            let (now, rest) = out.split_at_mut(n);
+            dev.read(lba, now)?;
+            out = rest;
+            pos += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` at partition byte `pos`, changing no other byte: a partial first or last sector
+/// is read from the device, patched and written back (counted in `rmw`); the aligned middle
+/// goes straight from `data`, at most `CHUNK_BYTES` per request.
+fn write_bytes<D: BlockDevice + ?Sized>(
+    dev: &mut D,
+    sector: u32,
+    mut pos: u64,
+    mut data: &[u8],
+    rmw: &mut u64,
+) -> Result<(), BlkError> {
+    let ss = sector as usize;
+    let ss64 = u64::from(sector);
+    let mut bounce: Vec<u8> = Vec::new();
+    while !data.is_empty() {
+        let lba = pos / ss64;
+        let within = (pos % ss64) as usize;
+        if within != 0 || data.len() < ss {
+            if bounce.is_empty() {
+                bounce = zeroed(ss)?;
+            }
+            dev.read(lba, &mut bounce)?;
+            let n = (ss - within).min(data.len());
+            bounce[within..within + n].copy_from_slice(&data[..n]);
+            dev.write(lba, &bounce)?;
+            *rmw += 1;
+            data = &data[n..];
+            pos += n as u64;
+        } else {
+            let n = aligned_chunk(data.len(), ss);
+            dev.write(lba, &data[..n])?;
+            data = &data[n..];
+            pos += n as u64;
+        }
+    }
+    Ok(())
+}
+
+fn le_u32(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014): spreads a seed into well-mixed words.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
