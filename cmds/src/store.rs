@@ -90,7 +90,9 @@ pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
         Command {
             name: "ns",
             group: "storage",
-            subcommands: &["ls", "lookup", "bind", "unbind", "sub", "ro", "enter", "pop"],
+            subcommands: &[
+                "ls", "lookup", "bind", "unbind", "sub", "ro", "enter", "pop",
+            ],
             usage: NS_USAGE,
             help: "names: list, bind, unbind; confine (sub) and attenuate (ro)",
             long_help: NS_HELP,
@@ -111,7 +113,8 @@ pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
             subcommands: &[],
             usage: "caps",
             help: "the capabilities the monitor holds, with their rights",
-            long_help: "caps   every capability of the monitor's root set and the pushed namespaces",
+            long_help:
+                "caps   every capability of the monitor's root set and the pushed namespaces",
             run: caps::<S>,
         },
     ]
@@ -163,7 +166,16 @@ fn store<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
 fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let sess = s.session();
     let i = sess.store.info().map_err(err)?;
-    outln!(o, "store: {} ({})", sess.note, if i.read_only { "read-only" } else { "read-write" });
+    outln!(
+        o,
+        "store: {} ({})",
+        sess.note,
+        if i.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        }
+    );
     if i.engine == "redb" {
         outln!(
             o,
@@ -185,7 +197,10 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
         i.generation
     );
     if sess.opened.repaired {
-        outln!(o, "note: the store was not closed cleanly and was repaired when opened");
+        outln!(
+            o,
+            "note: the store was not closed cleanly and was repaired when opened"
+        );
     }
     Ok(())
 }
@@ -235,7 +250,11 @@ fn object_of<S: StoreHost>(s: &mut S, name: &str) -> Result<(object::Hash, Vec<u
     let ns = s.session().ns();
     match ns.lookup(name).map_err(err)? {
         Value::Object(h) => Ok((h, ns.store().get(&h).map_err(err)?)),
-        v => Err(fail!("{} holds a {} capability, not an object", Shown(name), v.kind())),
+        v => Err(fail!(
+            "{} holds a {} capability, not an object",
+            Shown(name),
+            v.kind()
+        )),
     }
 }
 
@@ -347,7 +366,10 @@ fn bench<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
         } else {
             let sz = capmon_shell::parse::size(w).map_err(|e| bad_arg!("SIZE: {}", e))?;
             if sz == 0 || sz > object::MAX_OBJECT_BYTES as u64 / 2 {
-                return Err(bad_arg!("SIZE must be 1..={}", object::MAX_OBJECT_BYTES / 2));
+                return Err(bad_arg!(
+                    "SIZE must be 1..={}",
+                    object::MAX_OBJECT_BYTES / 2
+                ));
             }
             sizes.push(sz as usize);
         }
@@ -393,7 +415,8 @@ fn bench<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
     }
     for &size in &sizes {
         for i in 0..n {
-            ns.unbind(&format!("{}/{}-{}", prefix, size, i)).map_err(err)?;
+            ns.unbind(&format!("{}/{}-{}", prefix, size, i))
+                .map_err(err)?;
         }
     }
     Ok(())
@@ -446,7 +469,7 @@ fn ns<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             a.finish()?;
             let v = s.session().ns().lookup(name).map_err(err)?;
             match v.rights() {
-                Some(r) => outln!(o, "{}: {} {} ({})", Shown(name), v.kind(), v.describe(), r),
+                Some(r) => outln!(o, "{}: {} ({})", Shown(name), v.describe(), r),
                 None => outln!(o, "{}: object {}", Shown(name), v.describe()),
             }
             Ok(())
@@ -483,7 +506,11 @@ fn ns<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
                     s.session().stack.push(n);
                     Ok(())
                 }
-                v => Err(fail!("{} holds a {}, not a namespace", Shown(name), v.kind())),
+                v => Err(fail!(
+                    "{} holds a {}, not a namespace",
+                    Shown(name),
+                    v.kind()
+                )),
             }
         }
         Some("pop") => {
@@ -510,17 +537,21 @@ fn bind<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let name = a.str()?;
     let target = a.str()?;
     let sess = s.session();
-    let value = match target {
-        "store" => Value::Store(sess.store.clone()),
-        "ns" => Value::Namespace(sess.root.sub(a.str()?).map_err(err)?),
-        "dir" => Value::Directory(sess.fs.open_dir(path_arg(a.str()?)).map_err(err)?),
-        "file" => Value::File(sess.fs.open(path_arg(a.str()?), Rights::READ).map_err(err)?),
-        t if t.starts_with('@') => sess.ns().lookup(&t[1..]).map_err(err)?,
-        t => Value::Object(
-            object::parse_hash(t)
-                .ok_or_else(|| bad_arg!("TARGET: a 64-digit hash, @NAME, store, ns, dir or file"))?,
-        ),
-    };
+    let value =
+        match target {
+            "store" => Value::Store(sess.store.clone()),
+            "ns" => Value::Namespace(sess.root.sub(a.str()?).map_err(err)?),
+            "dir" => Value::Directory(sess.fs.open_dir(path_arg(a.str()?)).map_err(err)?),
+            "file" => Value::File(
+                sess.fs
+                    .open(path_arg(a.str()?), Rights::READ)
+                    .map_err(err)?,
+            ),
+            t if t.starts_with('@') => sess.ns().lookup(&t[1..]).map_err(err)?,
+            t => Value::Object(object::parse_hash(t).ok_or_else(|| {
+                bad_arg!("TARGET: a 64-digit hash, @NAME, store, ns, dir or file")
+            })?),
+        };
     a.finish()?;
     let value = match rights {
         Some(r) => value.restrict(r),
@@ -528,7 +559,7 @@ fn bind<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     };
     sess.ns().bind(name, value.clone(), replace).map_err(err)?;
     match value.rights() {
-        Some(r) => outln!(o, "bound {}: {} {} ({})", Shown(name), value.kind(), value.describe(), r),
+        Some(r) => outln!(o, "bound {}: {} ({})", Shown(name), value.describe(), r),
         None => outln!(o, "bound {}: object {}", Shown(name), value.describe()),
     }
     Ok(())
@@ -621,13 +652,21 @@ fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             outln!(
                 o,
                 "kind        {}",
-                if st.kind == NodeKind::Dir { "directory" } else { "file" }
+                if st.kind == NodeKind::Dir {
+                    "directory"
+                } else {
+                    "file"
+                }
             );
             outln!(
                 o,
                 "size        {}{}",
                 st.size,
-                if st.kind == NodeKind::Dir { " entries" } else { " bytes" }
+                if st.kind == NodeKind::Dir {
+                    " entries"
+                } else {
+                    " bytes"
+                }
             );
             outln!(o, "inode       {}", st.inode);
             outln!(o, "generation  {}", st.generation);
@@ -699,11 +738,33 @@ fn caps<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     a.finish()?;
     let sess = s.session();
     outln!(o, "name   kind       rights  designates");
-    outln!(o, "store  store      {}     {} ({})", sess.store.rights(), sess.store.describe(), sess.note);
-    outln!(o, "ns     namespace  {}     {}", sess.root.rights(), sess.root.describe());
-    outln!(o, "fs     directory  {}     {}", sess.fs.rights(), sess.fs.describe());
+    outln!(
+        o,
+        "store  store      {}     {} ({})",
+        sess.store.rights(),
+        sess.store.describe(),
+        sess.note
+    );
+    outln!(
+        o,
+        "ns     namespace  {}     {}",
+        sess.root.rights(),
+        sess.root.describe()
+    );
+    outln!(
+        o,
+        "fs     directory  {}     {}",
+        sess.fs.rights(),
+        sess.fs.describe()
+    );
     for (i, n) in sess.stack.iter().enumerate() {
-        outln!(o, "ns.{}   namespace  {}     {}", i + 1, n.rights(), n.describe());
+        outln!(
+            o,
+            "ns.{}   namespace  {}     {}",
+            i + 1,
+            n.rights(),
+            n.describe()
+        );
     }
     Ok(())
 }
@@ -717,14 +778,17 @@ pub fn data_partition(reg: &Registry) -> Option<String> {
 }
 
 /// Opens the store on `dev` from the registry (for boot and `store format`).
-pub fn open_session(reg: &Registry, dev: &str, now_ns: u64) -> Result<(Session, Option<String>), CmdError> {
+pub fn open_session(
+    reg: &Registry,
+    dev: &str,
+    now_ns: u64,
+) -> Result<(Session, Option<String>), CmdError> {
     let e = reg
         .entry(dev)
         .ok_or_else(|| fail!("no such block device '{}'", dev))?;
     let (sess, failure) = Session::open_or_ram(e.dev.clone(), dev, now_ns);
     Ok((sess, failure.map(|f| f.to_string())))
 }
-
 
 /// The session for a machine at boot: the store on the first capmon data partition, or a RAM
 /// store saying why not. Logs what it found.
@@ -789,5 +853,243 @@ pub fn format_device(
     match failure {
         None => Ok(format!("formatted {}: an empty store", dev)),
         Some(f) => Err(fail!("{}: formatted, but opening failed: {}", dev, f)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::boxed::Box;
+    use capmon_block::gpt::build::{self, Spec};
+    use capmon_block::gpt::{Guid, CAPMON_DATA};
+    use capmon_block::{Kind, RamDisk};
+    use capmon_shell::parse::words;
+    use core::cell::Cell;
+
+    struct StepClock(Cell<u64>);
+    impl Clock for StepClock {
+        fn now_ns(&self) -> u64 {
+            self.0.set(self.0.get() + 1000);
+            self.0.get()
+        }
+    }
+
+    struct Host {
+        reg: Registry,
+        sess: Session,
+        clock: StepClock,
+    }
+
+    impl StoreHost for Host {
+        fn session(&mut self) -> &mut Session {
+            &mut self.sess
+        }
+        fn store_format(&mut self, dev: &str) -> Result<String, CmdError> {
+            let now = self.clock.now_ns();
+            format_device(&self.reg, &mut self.sess, dev, now)
+        }
+        fn store_registry(&mut self) -> &mut Registry {
+            &mut self.reg
+        }
+        fn store_clock(&self) -> &dyn Clock {
+            &self.clock
+        }
+    }
+
+    /// vda: 8 MiB, a GPT with vda1 (capmon data, LBA 2048..16383), blank or as given.
+    fn host_with(img: Option<Vec<u8>>) -> Host {
+        let img = img.unwrap_or_else(|| {
+            let mut img = vec![0u8; 8 << 20];
+            assert!(build::write(
+                &mut img,
+                512,
+                Guid([3; 16]),
+                &[Spec {
+                    type_guid: CAPMON_DATA,
+                    unique_guid: Guid([4; 16]),
+                    first: 2048,
+                    last: 16383 - 40,
+                    name: "data",
+                }]
+            ));
+            img
+        });
+        let mut reg = Registry::new();
+        let vda = reg.add(
+            Kind::Virtio,
+            Box::new(RamDisk::from_image(img, 512).unwrap()),
+        );
+        reg.scan_partitions(&vda).unwrap();
+        let sess = boot_session(&reg, 1);
+        Host {
+            reg,
+            sess,
+            clock: StepClock(Cell::new(0)),
+        }
+    }
+
+    fn run(h: &mut Host, line: &str) -> Result<String, CmdError> {
+        let cmds = commands::<Host>();
+        let mut w = words(line);
+        let name = w.remove(0);
+        let c = cmds.iter().find(|c| c.name == name).unwrap();
+        let mut a = Args::new(w);
+        let mut out = String::new();
+        (c.run)(h, &mut a, &mut out).map(|_| out)
+    }
+
+    fn failed(r: Result<String, CmdError>) -> String {
+        match r {
+            Err(CmdError::Failed(m)) | Err(CmdError::BadArg(m)) => m,
+            other => panic!("expected an error, got {:?}", other),
+        }
+    }
+
+    fn image(h: &Host) -> Vec<u8> {
+        let e = h.reg.entry("vda").unwrap();
+        let mut d = e.dev.borrow_mut();
+        let mut v = vec![0u8; (d.capacity() * 512) as usize];
+        d.read(0, &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_blank_partition_is_named_and_left_alone_until_formatted() {
+        let mut h = host_with(None);
+        let before = image(&h);
+        let out = run(&mut h, "store").unwrap();
+        assert!(out.contains("vda1: not formatted"), "{}", out);
+        // The RAM store works meanwhile, and nothing reaches the disk.
+        run(&mut h, "store put a b").unwrap();
+        assert!(run(&mut h, "store fsck").unwrap().contains("fsck: clean"));
+        assert_eq!(image(&h), before);
+        assert!(failed(run(&mut h, "store format vda1")).contains("-f"));
+        assert!(failed(run(&mut h, "store format vda -f")).contains("holds a GPT"));
+        assert_eq!(image(&h), before);
+        assert_eq!(
+            run(&mut h, "store format vda1 -f").unwrap(),
+            "formatted vda1: an empty store\n"
+        );
+        assert!(run(&mut h, "store")
+            .unwrap()
+            .starts_with("store: redb on vda1 (read-write)"));
+    }
+
+    #[test]
+    fn objects_survive_a_new_session_on_the_same_disk() {
+        let mut h = host_with(None);
+        run(&mut h, "store format vda1 -f").unwrap();
+        let put = run(&mut h, "store put greeting hello there").unwrap();
+        assert!(put.starts_with("put greeting: "), "{}", put);
+        run(&mut h, "store put blob --pattern seed:3 100000").unwrap();
+        let img = image(&h);
+        h.sess = Session::ram(String::from("closed"));
+        let mut h2 = host_with(Some(img));
+        let got = run(&mut h2, "store get greeting").unwrap();
+        assert!(got.ends_with("text: hello there\n"), "{}", got);
+        let mut want = vec![0u8; 100000];
+        Pattern::parse("seed:3").unwrap().fill(0, &mut want);
+        let sum: [u8; 32] = Sha256::digest(&want).into();
+        let got = run(&mut h2, "store get blob").unwrap();
+        assert!(
+            got.contains(&format!("data: 100000 bytes, sha256 {}", hex(&sum))),
+            "{}",
+            got
+        );
+        let ls = run(&mut h2, "ns ls").unwrap();
+        assert!(ls.ends_with("2 name(s)\n"), "{}", ls);
+        assert!(run(&mut h2, "store fsck").unwrap().contains("fsck: clean"));
+    }
+
+    #[test]
+    fn namespaces_confine_and_attenuate_at_the_prompt() {
+        let mut h = host_with(None);
+        run(&mut h, "store put top x").unwrap();
+        run(&mut h, "ns sub apps").unwrap();
+        run(&mut h, "store put mine y").unwrap();
+        assert!(failed(run(&mut h, "store get top")).contains("[notFound]"));
+        assert!(failed(run(&mut h, "store get ../top")).contains("[invalidName]"));
+        run(&mut h, "ns pop").unwrap();
+        assert!(run(&mut h, "store get apps/mine")
+            .unwrap()
+            .ends_with("text: y\n"));
+        assert_eq!(
+            run(&mut h, "ns bind appsns ns apps").unwrap(),
+            "bound appsns: namespace apps/ (rw-)\n"
+        );
+        run(&mut h, "ns ro").unwrap();
+        for cmd in [
+            "store put z w",
+            "store rm top",
+            "ns unbind top",
+            "ns bind q @top",
+        ] {
+            assert!(
+                failed(run(&mut h, cmd)).contains("[permissionDenied]"),
+                "{}",
+                cmd
+            );
+        }
+        assert!(run(&mut h, "ns enter appsns")
+            .unwrap()
+            .contains("apps/ (r--)"));
+        assert!(failed(run(&mut h, "store put w v")).contains("[permissionDenied]"));
+        assert!(run(&mut h, "store get mine")
+            .unwrap()
+            .ends_with("text: y\n"));
+        let caps = run(&mut h, "caps").unwrap();
+        assert!(
+            caps.contains("ns.2   namespace  r--     namespace apps/"),
+            "{}",
+            caps
+        );
+        run(&mut h, "ns pop").unwrap();
+        run(&mut h, "ns pop").unwrap();
+        assert!(failed(run(&mut h, "ns pop")).contains("no namespace pushed"));
+        // Narrowed at bind time: -r r.
+        run(&mut h, "ns bind ro-apps ns apps -r r").unwrap();
+        run(&mut h, "ns enter ro-apps").unwrap();
+        assert!(failed(run(&mut h, "store put w v")).contains("[permissionDenied]"));
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let mut h = host_with(None);
+        assert!(failed(run(&mut h, "store put big --pattern 0x5a 5M")).contains("[tooLarge]"));
+        assert!(failed(run(&mut h, "store put a//b x")).contains("[invalidName]"));
+        assert!(failed(run(&mut h, "store get nothing")).contains("[notFound]"));
+        assert!(failed(run(&mut h, "store put p --pattern nope 10")).contains("PATTERN"));
+        assert!(failed(run(&mut h, "ns bind x zz")).contains("TARGET"));
+        assert!(failed(run(&mut h, "fs cat ../x")).contains("[invalidName]"));
+        assert!(failed(run(&mut h, "fs cat /")).contains("[isDirectory]"));
+        assert!(failed(run(&mut h, "store bench -n 0")).contains("N must be"));
+        assert!(matches!(
+            run(&mut h, "store put onlyname"),
+            Err(CmdError::Usage)
+        ));
+    }
+
+    #[test]
+    fn bench_reports_and_cleans_up() {
+        let mut h = host_with(None);
+        run(&mut h, "store format vda1 -f").unwrap();
+        let out = run(&mut h, "store bench -n 5 4K").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{}", out);
+        assert!(
+            lines[0].starts_with("store bench put 4096: 5 ops in "),
+            "{}",
+            out
+        );
+        assert!(
+            lines[1].starts_with("store bench get 4096: 5 ops in "),
+            "{}",
+            out
+        );
+        assert!(run(&mut h, "ns ls").unwrap().ends_with("0 name(s)\n"));
+        assert!(run(&mut h, "store ls")
+            .unwrap()
+            .ends_with("0 object(s), 0 bytes\n"));
     }
 }

@@ -3,7 +3,13 @@
 #![no_std]
 extern crate alloc;
 
-#[allow(clippy::all, dead_code, unused_imports, unused_parens, unused_qualifications)]
+#[allow(
+    clippy::all,
+    dead_code,
+    unused_imports,
+    unused_parens,
+    unused_qualifications
+)]
 pub mod storage_capnp {
     #[allow(unused_imports)]
     use alloc::boxed::Box;

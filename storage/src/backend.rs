@@ -551,6 +551,11 @@ impl<D: BlockDevice> Inner<D> {
         }
         if len > old {
             self.zero_fill(SUPERBLOCK_BYTES + old, len - old)?;
+            // The zeros are durable before the superblock claims them: after a crash the
+            // region never holds stale bytes redb did not write. Growth is rare (redb grows
+            // its file in large steps), so the flush costs little.
+            self.dev.flush()?;
+            self.stats.flushes += 1;
         }
         let sb = Superblock {
             region_len: len,

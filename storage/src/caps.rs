@@ -185,6 +185,8 @@ pub struct StoreCap {
 }
 
 impl StoreCap {
+    // A capability is only ever handed out as a trait object.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(engine: EngineRef, rights: Rights) -> Arc<dyn Store> {
         Arc::new(StoreCap { engine, rights })
     }
@@ -284,6 +286,8 @@ impl NamespaceCap {
         })
     }
 
+    /// A namespace of `engine` confined to `prefix` ("" for the root).
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(engine: EngineRef, prefix: &str, rights: Rights) -> Result<Arc<dyn Namespace>> {
         let prefix = if prefix.is_empty() {
             String::new()
@@ -316,9 +320,9 @@ impl NamespaceCap {
                 match r.kind {
                     CapKind::Store => Value::Store(StoreCap::new(e, rights)),
                     CapKind::Namespace => Value::Namespace(NamespaceCap::new(e, &r.path, rights)?),
-                    CapKind::Directory => {
-                        Value::Directory(DirCap::root(e, rights).open_dir(&r.path)?.restrict(rights))
-                    }
+                    CapKind::Directory => Value::Directory(
+                        DirCap::root(e, rights).open_dir(&r.path)?.restrict(rights),
+                    ),
                     CapKind::File => {
                         let root = DirCap::root(e, Rights::READ);
                         Value::File(root.open(&r.path, Rights::READ)?.restrict(rights))
@@ -388,7 +392,12 @@ impl Namespace for NamespaceCap {
         if !prefix.is_empty() {
             // A partial last component is allowed ("ap" lists "apps/..."), so check the
             // prefix with a stand-in completion.
-            name::check(&format!("{}x", prefix.strip_suffix('/').map_or(prefix.to_string(), |p| format!("{}/", p))))?;
+            name::check(&format!(
+                "{}x",
+                prefix
+                    .strip_suffix('/')
+                    .map_or(prefix.to_string(), |p| format!("{}/", p))
+            ))?;
         }
         let full = format!("{}{}", self.prefix, prefix);
         let mut v = Vec::new();

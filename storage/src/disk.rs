@@ -17,7 +17,9 @@ use crate::rights::Rights;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use capmon_schema::storage_capnp::{inode, rights as rights_capnp, stored_binding, sturdy_ref, NodeKind as Kind};
+use capmon_schema::storage_capnp::{
+    inode, rights as rights_capnp, stored_binding, sturdy_ref, NodeKind as Kind,
+};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition, WriteTransaction,
@@ -148,16 +150,24 @@ pub(crate) fn decode_binding(mut bytes: &[u8]) -> Result<Stored> {
         .get_root()
         .map_err(|e| StoreError::Corrupt(format!("binding record: {}", e)))?;
     let bad = |e: capnp::Error| StoreError::Corrupt(format!("binding record: {}", e));
-    match b.which().map_err(|_| corrupt("binding record of an unknown kind"))? {
+    match b
+        .which()
+        .map_err(|_| corrupt("binding record of an unknown kind"))?
+    {
         stored_binding::Object(h) => {
             let h = h.map_err(bad)?;
-            let h: Hash = h.try_into().map_err(|_| corrupt("binding hash is not 32 bytes"))?;
+            let h: Hash = h
+                .try_into()
+                .map_err(|_| corrupt("binding hash is not 32 bytes"))?;
             Ok(Stored::Object(h))
         }
         stored_binding::Capability(c) => {
             let c = c.map_err(bad)?;
             let rights = rights_of(c.get_rights().map_err(bad)?);
-            let (kind, path) = match c.which().map_err(|_| corrupt("capability of an unknown kind"))? {
+            let (kind, path) = match c
+                .which()
+                .map_err(|_| corrupt("capability of an unknown kind"))?
+            {
                 sturdy_ref::Store(()) => (CapKind::Store, String::new()),
                 sturdy_ref::Namespace(p) => (CapKind::Namespace, text(p)?),
                 sturdy_ref::Directory(p) => (CapKind::Directory, text(p)?),
@@ -189,7 +199,8 @@ pub(crate) fn encode_inode(s: &NodeStat, parent: u64) -> Vec<u8> {
 /// An inode record: its stat and its parent.
 pub(crate) fn decode_inode(ino: u64, mut bytes: &[u8]) -> Result<(NodeStat, u64)> {
     let bad = |e: capnp::Error| StoreError::Corrupt(format!("inode {}: {}", ino, e));
-    let r = capnp::serialize::read_message_from_flat_slice(&mut bytes, record_options()).map_err(bad)?;
+    let r = capnp::serialize::read_message_from_flat_slice(&mut bytes, record_options())
+        .map_err(bad)?;
     let b: inode::Reader = r.get_root().map_err(bad)?;
     let kind = match b.get_kind() {
         Ok(Kind::File) => NodeKind::File,
@@ -325,7 +336,10 @@ impl DiskEngine {
             *db = Db::Closed(String::from("the store is closed after an I/O error"));
             *db = match self.dev.reopen() {
                 Ok(d) => Db::Rw(d),
-                Err(e) => Db::Closed(format!("the store could not be reopened after an I/O error: {}", e)),
+                Err(e) => Db::Closed(format!(
+                    "the store could not be reopened after an I/O error: {}",
+                    e
+                )),
             };
         }
         r
@@ -371,7 +385,10 @@ fn bind_tx(tx: &WriteTransaction, name: &str, value: &Stored, replace: bool) -> 
 
 fn delete_object(tx: &WriteTransaction, h: &Hash) -> Result<()> {
     tx.open_table(OBJECTS).map_err(io)?.remove(h).map_err(io)?;
-    tx.open_table(OBJECT_META).map_err(io)?.remove(h).map_err(io)?;
+    tx.open_table(OBJECT_META)
+        .map_err(io)?
+        .remove(h)
+        .map_err(io)?;
     Ok(())
 }
 
@@ -577,10 +594,9 @@ impl Engine for DiskEngine {
                 let (k, ino) = r.map_err(io)?;
                 let (_, name) = k.value();
                 let ino = ino.value();
-                let rec = inodes
-                    .get(ino)
-                    .map_err(io)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("entry {} has no inode {}", name, ino)))?;
+                let rec = inodes.get(ino).map_err(io)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("entry {} has no inode {}", name, ino))
+                })?;
                 let (s, _) = decode_inode(ino, rec.value())?;
                 v.push(DirEnt {
                     name: name.to_string(),
@@ -671,7 +687,11 @@ impl Engine for DiskEngine {
                 let ino = next;
                 next += 1;
                 let st = NodeStat {
-                    kind: if it.data.is_some() { NodeKind::File } else { NodeKind::Dir },
+                    kind: if it.data.is_some() {
+                        NodeKind::File
+                    } else {
+                        NodeKind::Dir
+                    },
                     size: it.data.map_or(0, |d| d.len() as u64),
                     inode: ino,
                     generation: 1,
@@ -874,7 +894,8 @@ impl DiskEngine {
                 let cs = st.chunk_size as u64;
                 if st.kind != NodeKind::File {
                     problems.push(format!("chunk {} of inode {}: not a file", idx, ino));
-                } else if len > cs || idx.saturating_mul(cs) >= st.size.max(1) && st.size == 0
+                } else if len > cs
+                    || idx.saturating_mul(cs) >= st.size.max(1) && st.size == 0
                     || idx.saturating_mul(cs) >= st.size && st.size > 0
                 {
                     problems.push(format!(

@@ -15,15 +15,26 @@ pub enum StoreError {
     IsDirectory(String),
     NotEmpty(String),
     /// The capability lacks the right: `what` the operation needed, `cap` what refused it.
-    PermissionDenied { what: &'static str, cap: String },
+    PermissionDenied {
+        what: &'static str,
+        cap: String,
+    },
     /// A name or path that breaks the naming rules (`name::check`), with the rule.
-    InvalidName { name: String, why: &'static str },
+    InvalidName {
+        name: String,
+        why: &'static str,
+    },
     /// An object bigger than the store takes.
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     /// A message that does not parse as the schema says, with the parser's reason.
     Malformed(String),
     /// An object still bound by `refs` names cannot be deleted.
-    InUse { refs: u32 },
+    InUse {
+        refs: u32,
+    },
     /// The writer policy refused a second writer.
     Busy(String),
     /// The partition is full.
@@ -94,13 +105,21 @@ impl fmt::Display for StoreError {
             StoreError::IsDirectory(w) => write!(f, "is a directory: {}", w),
             StoreError::NotEmpty(w) => write!(f, "directory not empty: {}", w),
             StoreError::PermissionDenied { what, cap } => {
-                write!(f, "permission denied: {} needs a right {} does not carry", what, cap)
+                write!(
+                    f,
+                    "permission denied: {} needs a right {} does not carry",
+                    what, cap
+                )
             }
             StoreError::InvalidName { name, why } => {
                 write!(f, "invalid name '{}': {}", crate::name::Shown(name), why)
             }
             StoreError::TooLarge { size, limit } => {
-                write!(f, "object too large: {} bytes, the limit is {}", size, limit)
+                write!(
+                    f,
+                    "object too large: {} bytes, the limit is {}",
+                    size, limit
+                )
             }
             StoreError::Malformed(w) => write!(f, "malformed message: {}", w),
             StoreError::InUse { refs } => {

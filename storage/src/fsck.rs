@@ -37,7 +37,9 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
     if let Some(d) = disk {
         match d.check_integrity() {
             Ok(true) => {}
-            Ok(false) => r.problems.push(String::from("redb: the database needed repair")),
+            Ok(false) => r
+                .problems
+                .push(String::from("redb: the database needed repair")),
             Err(err) => r.problems.push(format!("redb integrity check: {}", err)),
         }
     }
@@ -50,12 +52,14 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
         refs.insert(s.hash, 0);
         let id = hex(&s.hash);
         let Some(bytes) = e.get(&s.hash)? else {
-            r.problems.push(format!("object {}: recorded but missing", id));
+            r.problems
+                .push(format!("object {}: recorded but missing", id));
             continue;
         };
         let h: Hash = Sha256::digest(&bytes).into();
         if h != s.hash {
-            r.problems.push(format!("object {}: its bytes hash to {}", id, hex(&h)));
+            r.problems
+                .push(format!("object {}: its bytes hash to {}", id, hex(&h)));
         }
         if bytes.len() as u64 != s.size {
             r.problems.push(format!(
@@ -66,9 +70,9 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
             ));
         }
         match object::check(&bytes) {
-            Ok(c) if c.canonical != bytes => {
-                r.problems.push(format!("object {}: not in canonical form", id))
-            }
+            Ok(c) if c.canonical != bytes => r
+                .problems
+                .push(format!("object {}: not in canonical form", id)),
             Ok(c) if c.schema_id != s.schema_id || c.version != s.version => r.problems.push(
                 format!("object {}: schema or version differs from its record", id),
             ),
@@ -80,7 +84,10 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
     for (n, v) in e.names("")? {
         r.names += 1;
         if name::check(&n).is_err() {
-            r.problems.push(format!("name '{}': breaks the naming rules", name::Shown(&n)));
+            r.problems.push(format!(
+                "name '{}': breaks the naming rules",
+                name::Shown(&n)
+            ));
         }
         match v {
             Stored::Object(h) => match refs.get_mut(&h) {
@@ -93,7 +100,10 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
             },
             Stored::Cap(c) => {
                 if name::check_path(c.path.trim_end_matches('/')).is_err() {
-                    r.problems.push(format!("name '{}': capability path is invalid", name::Shown(&n)));
+                    r.problems.push(format!(
+                        "name '{}': capability path is invalid",
+                        name::Shown(&n)
+                    ));
                 }
             }
         }
@@ -140,10 +150,12 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
         for ent in ents {
             let p = format!("{}{}", path, name::Shown(&ent.name));
             if name::check(&ent.name).is_err() || ent.name.contains('/') {
-                r.problems.push(format!("{}: an entry name breaks the naming rules", p));
+                r.problems
+                    .push(format!("{}: an entry name breaks the naming rules", p));
             }
             if !seen.insert(ent.inode) {
-                r.problems.push(format!("{}: inode {} reached twice", p, ent.inode));
+                r.problems
+                    .push(format!("{}: inode {} reached twice", p, ent.inode));
                 continue;
             }
             match ent.kind {

@@ -94,7 +94,15 @@ mod tests {
 
     #[test]
     fn good_names() {
-        for n in ["a", "a/b", "apps/game-1/save", "ünïcødé/名前", "x.y", "...", ".hidden"] {
+        for n in [
+            "a",
+            "a/b",
+            "apps/game-1/save",
+            "ünïcødé/名前",
+            "x.y",
+            "...",
+            ".hidden",
+        ] {
             assert_eq!(check(n), Ok(()), "{}", n);
         }
         let long: String = "a".repeat(255);

@@ -160,7 +160,9 @@ pub enum Body {
     Text(String),
     Bytes(Vec<u8>),
     /// A schema this build does not know: its size in words.
-    Other { words: u64 },
+    Other {
+        words: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,14 +246,19 @@ mod tests {
         let c = check(&m).unwrap();
         assert_eq!(c.schema_id, text_schema_id());
         assert_eq!(c.hash, <[u8; 32]>::from(Sha256::digest(&c.canonical)));
-        assert_eq!(decode(&c.canonical).unwrap().body, Body::Text("hello".into()));
+        assert_eq!(
+            decode(&c.canonical).unwrap().body,
+            Body::Text("hello".into())
+        );
         // The same content in a different encoding (two segments, slack) gets the same hash.
         let mut b = Builder::new(capnp::message::HeapAllocator::new().first_segment_words(3));
         {
             let mut o = b.init_root::<object::Builder>();
             o.set_schema_id(text_schema_id());
             o.set_version(1);
-            o.init_body().init_as::<text_body::Builder>().set_text("hello");
+            o.init_body()
+                .init_as::<text_body::Builder>()
+                .set_text("hello");
         }
         let m2 = capnp::serialize::write_message_to_words(&b);
         assert_ne!(m, m2);
@@ -262,7 +269,10 @@ mod tests {
     #[test]
     fn refusals() {
         // Not a message at all.
-        assert!(matches!(check(b"hello world!"), Err(StoreError::Malformed(_))));
+        assert!(matches!(
+            check(b"hello world!"),
+            Err(StoreError::Malformed(_))
+        ));
         assert!(matches!(check(&[]), Err(StoreError::Malformed(_))));
         // Trailing bytes.
         let mut m = text("x");
@@ -270,7 +280,10 @@ mod tests {
         assert!(matches!(check(&m), Err(StoreError::Malformed(_))));
         // Truncated.
         let m = text("hello there");
-        assert!(matches!(check(&m[..m.len() - 8]), Err(StoreError::Malformed(_))));
+        assert!(matches!(
+            check(&m[..m.len() - 8]),
+            Err(StoreError::Malformed(_))
+        ));
         // No body.
         let mut b = Builder::new_default();
         b.init_root::<object::Builder>().set_schema_id(7);
@@ -289,7 +302,11 @@ mod tests {
         // Too large.
         let m = bytes(&alloc::vec![0x5a; MAX_OBJECT_BYTES]);
         let r = check(&m);
-        assert!(matches!(r, Err(StoreError::TooLarge { .. })), "{:?}", r.map(|c| c.canonical.len()));
+        assert!(
+            matches!(r, Err(StoreError::TooLarge { .. })),
+            "{:?}",
+            r.map(|c| c.canonical.len())
+        );
         // Just under the limit is fine.
         let m = bytes(&alloc::vec![0x5a; MAX_OBJECT_BYTES - 64]);
         assert!(check(&m).is_ok());
@@ -302,12 +319,17 @@ mod tests {
             let mut o = b.init_root::<object::Builder>();
             o.set_schema_id(0x1234);
             o.set_version(9);
-            o.init_body().init_as::<bytes_body::Builder>().set_data(b"abc");
+            o.init_body()
+                .init_as::<bytes_body::Builder>()
+                .set_data(b"abc");
         }
         let m = capnp::serialize::write_message_to_words(&b);
         let c = check(&m).unwrap();
         assert_eq!(c.schema_id, 0x1234);
-        assert!(matches!(decode(&c.canonical).unwrap().body, Body::Other { .. }));
+        assert!(matches!(
+            decode(&c.canonical).unwrap().body,
+            Body::Other { .. }
+        ));
     }
 
     #[test]

@@ -96,7 +96,11 @@ impl Engine for RamEngine {
     fn info(&self) -> Result<EngineInfo> {
         let s = self.state.lock();
         let object_bytes: u64 = s.objects.values().map(|o| o.1.size).sum();
-        let files = s.nodes.values().filter(|n| n.stat.kind == NodeKind::File).count() as u64;
+        let files = s
+            .nodes
+            .values()
+            .filter(|n| n.stat.kind == NodeKind::File)
+            .count() as u64;
         let data: u64 = s.nodes.values().map(|n| n.data.len() as u64).sum();
         Ok(EngineInfo {
             engine: "ram",
@@ -174,7 +178,13 @@ impl Engine for RamEngine {
     }
 
     fn objects(&self) -> Result<Vec<ObjStat>> {
-        Ok(self.state.lock().objects.values().map(|o| o.1.clone()).collect())
+        Ok(self
+            .state
+            .lock()
+            .objects
+            .values()
+            .map(|o| o.1.clone())
+            .collect())
     }
 
     fn bind(&self, name: &str, value: Stored, replace: bool) -> Result<()> {
@@ -326,7 +336,11 @@ impl Engine for RamEngine {
                 generation: 1,
                 mtime_ns: it.mtime_ns,
                 ctime_ns: it.mtime_ns,
-                chunk_size: if kind == NodeKind::File { CHUNK_SIZE } else { 0 },
+                chunk_size: if kind == NodeKind::File {
+                    CHUNK_SIZE
+                } else {
+                    0
+                },
             };
             nodes.insert(ino, (stat, data));
             dirents.insert(key, ino);

@@ -88,8 +88,17 @@ impl Session {
         Self::over(e, Some(d), note, opened)
     }
 
-    fn over(e: Arc<dyn Engine>, disk: Option<Arc<DiskEngine>>, note: String, opened: Opened) -> Session {
-        let rights = if e.read_only() { Rights::READ } else { Rights::RW };
+    fn over(
+        e: Arc<dyn Engine>,
+        disk: Option<Arc<DiskEngine>>,
+        note: String,
+        opened: Opened,
+    ) -> Session {
+        let rights = if e.read_only() {
+            Rights::READ
+        } else {
+            Rights::RW
+        };
         let root = NamespaceCap::root(e.clone(), rights);
         Session {
             store: StoreCap::new(e.clone(), rights),
@@ -105,11 +114,18 @@ impl Session {
 
     /// The namespace commands act in.
     pub fn ns(&self) -> Arc<dyn Namespace> {
-        self.stack.last().cloned().unwrap_or_else(|| self.root.clone())
+        self.stack
+            .last()
+            .cloned()
+            .unwrap_or_else(|| self.root.clone())
     }
 
     /// Opens the store on `dev`, or a RAM store with the reason it could not be.
-    pub fn open_or_ram(dev: SharedDevice, name: &str, now_ns: u64) -> (Session, Option<OpenFailure>) {
+    pub fn open_or_ram(
+        dev: SharedDevice,
+        name: &str,
+        now_ns: u64,
+    ) -> (Session, Option<OpenFailure>) {
         match disk::open(SharedDev::new(dev), name, true, now_ns) {
             Ok((e, opened)) => {
                 let note = alloc::format!("redb on {}", name);

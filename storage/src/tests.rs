@@ -53,12 +53,18 @@ fn store_put_get_has_delete_list_stat() {
         assert_eq!(h, object::check(&m).unwrap().hash, "{}", what);
         assert!(s.has(&h).unwrap());
         let back = s.get(&h).unwrap();
-        assert_eq!(object::decode(&back).unwrap().body, Body::Text("hello".into()));
+        assert_eq!(
+            object::decode(&back).unwrap().body,
+            Body::Text("hello".into())
+        );
         // Putting the same content again is the same object.
         assert_eq!(s.put(&m).unwrap(), h);
         assert_eq!(s.list().unwrap().len(), 1);
         let st = s.stat(&h).unwrap();
-        assert_eq!((st.size, st.refs, st.schema_id), (back.len() as u64, 0, object::text_schema_id()));
+        assert_eq!(
+            (st.size, st.refs, st.schema_id),
+            (back.len() as u64, 0, object::text_schema_id())
+        );
         s.delete(&h).unwrap();
         assert!(!s.has(&h).unwrap());
         assert_eq!(code(s.get(&h)), "notFound");
@@ -89,14 +95,22 @@ fn namespace_bind_lookup_unbind_list() {
             _ => panic!(),
         }
         // Bind without replace refuses an existing name; with replace it works.
-        assert_eq!(code(ns.bind("greeting", Value::Object(h), false)), "exists", "{}", what);
+        assert_eq!(
+            code(ns.bind("greeting", Value::Object(h), false)),
+            "exists",
+            "{}",
+            what
+        );
         ns.bind("copy", Value::Object(h), false).unwrap();
         assert_eq!(ns.store().stat(&h).unwrap().refs, 2);
         // A bound object cannot be deleted.
         let s = StoreCap::new(e.clone(), Rights::RW);
         assert_eq!(code(s.delete(&h)), "inUse");
         // Binding a hash that is not in the store is refused.
-        assert_eq!(code(ns.bind("ghost", Value::Object([9; 32]), false)), "notFound");
+        assert_eq!(
+            code(ns.bind("ghost", Value::Object([9; 32]), false)),
+            "notFound"
+        );
         let names: Vec<String> = ns.list("").unwrap().into_iter().map(|n| n.name).collect();
         assert_eq!(names, ["copy", "greeting"]);
         ns.unbind("copy").unwrap();
@@ -108,11 +122,19 @@ fn namespace_bind_lookup_unbind_list() {
         assert_eq!(code(ns.lookup("greeting")), "notFound");
         // Names are validated.
         for bad in ["", "/abs", "a//b", "..", "a/../b", "a/.", "x\x1by"] {
-            assert_eq!(code(ns.put(bad, &object::text("x"), false)), "invalidName", "{:?}", bad);
+            assert_eq!(
+                code(ns.put(bad, &object::text("x"), false)),
+                "invalidName",
+                "{:?}",
+                bad
+            );
             assert_eq!(code(ns.lookup(bad)), "invalidName");
         }
         let long = "n".repeat(2000);
-        assert_eq!(code(ns.put(&long, &object::text("x"), false)), "invalidName");
+        assert_eq!(
+            code(ns.put(&long, &object::text("x"), false)),
+            "invalidName"
+        );
         // Replace moves the reference.
         let a = ns.put("k", &object::text("a"), false).unwrap();
         let b = ns.put("k", &object::text("b"), true).unwrap();
@@ -154,21 +176,39 @@ fn read_only_refuses_every_mutation_and_attenuates_lookups() {
     for (_, e) in engines() {
         let root = NamespaceCap::root(e.clone(), Rights::RW);
         let h = root.put("obj", &object::text("o"), false).unwrap();
-        root.bind("apps", Value::Namespace(root.sub("apps").unwrap()), false).unwrap();
-        root.bind("st", Value::Store(StoreCap::new(e.clone(), Rights::RW)), false).unwrap();
+        root.bind("apps", Value::Namespace(root.sub("apps").unwrap()), false)
+            .unwrap();
+        root.bind(
+            "st",
+            Value::Store(StoreCap::new(e.clone(), Rights::RW)),
+            false,
+        )
+        .unwrap();
         let ro = root.read_only();
         assert_eq!(ro.rights(), Rights::READ);
-        assert_eq!(code(ro.bind("x", Value::Object(h), false)), "permissionDenied");
-        assert_eq!(code(ro.put("x", &object::text("x"), false)), "permissionDenied");
+        assert_eq!(
+            code(ro.bind("x", Value::Object(h), false)),
+            "permissionDenied"
+        );
+        assert_eq!(
+            code(ro.put("x", &object::text("x"), false)),
+            "permissionDenied"
+        );
         assert_eq!(code(ro.unbind("obj")), "permissionDenied");
         assert!(ro.lookup("obj").is_ok());
         // A sub of a read-only namespace is read-only.
-        assert_eq!(code(ro.sub("apps").unwrap().put("y", &object::text("y"), false)), "permissionDenied");
+        assert_eq!(
+            code(ro.sub("apps").unwrap().put("y", &object::text("y"), false)),
+            "permissionDenied"
+        );
         // A capability looked up through it carries no more than read.
         match ro.lookup("apps").unwrap() {
             Value::Namespace(n) => {
                 assert_eq!(n.rights(), Rights::READ);
-                assert_eq!(code(n.put("z", &object::text("z"), false)), "permissionDenied");
+                assert_eq!(
+                    code(n.put("z", &object::text("z"), false)),
+                    "permissionDenied"
+                );
             }
             _ => panic!(),
         }
@@ -185,14 +225,20 @@ fn read_only_refuses_every_mutation_and_attenuates_lookups() {
             _ => panic!(),
         }
         // A capability bound with fewer rights stays narrow when looked up through rw.
-        root.bind("apps-ro", Value::Namespace(root.sub("apps").unwrap().read_only()), false)
-            .unwrap();
+        root.bind(
+            "apps-ro",
+            Value::Namespace(root.sub("apps").unwrap().read_only()),
+            false,
+        )
+        .unwrap();
         match root.lookup("apps-ro").unwrap() {
             Value::Namespace(n) => assert_eq!(n.rights(), Rights::READ),
             _ => panic!(),
         }
         let listed = ro.list("").unwrap();
-        assert!(listed.iter().all(|n| n.rights.is_none_or(|r| r == Rights::READ)));
+        assert!(listed
+            .iter()
+            .all(|n| n.rights.is_none_or(|r| r == Rights::READ)));
     }
 }
 
@@ -201,26 +247,74 @@ fn foreign_capabilities_are_refused() {
     let (a, b) = (ram(), disk());
     let na = NamespaceCap::root(a.clone(), Rights::RW);
     let nb = NamespaceCap::root(b.clone(), Rights::RW);
-    assert_eq!(code(na.bind("x", Value::Namespace(nb.clone()), false)), "foreignCapability");
-    assert_eq!(code(nb.bind("x", Value::Store(StoreCap::new(a, Rights::RW)), false)), "foreignCapability");
+    assert_eq!(
+        code(na.bind("x", Value::Namespace(nb.clone()), false)),
+        "foreignCapability"
+    );
+    assert_eq!(
+        code(nb.bind("x", Value::Store(StoreCap::new(a, Rights::RW)), false)),
+        "foreignCapability"
+    );
 }
 
 fn import_sample(e: &Arc<dyn Engine>) {
-    let big: Vec<u8> = (0..(5u32 << 20) + 123).map(|i| (i * 7 % 251) as u8).collect();
+    let big: Vec<u8> = (0..(5u32 << 20) + 123)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
     let mut items = vec![
-        ImportItem { path: "docs", data: None, mtime_ns: 5 },
-        ImportItem { path: "docs/readme.txt", data: Some(b"read me\n"), mtime_ns: 6 },
-        ImportItem { path: "docs/empty", data: Some(b""), mtime_ns: 7 },
-        ImportItem { path: "docs/deep", data: None, mtime_ns: 7 },
-        ImportItem { path: "docs/deep/er", data: None, mtime_ns: 7 },
-        ImportItem { path: "docs/deep/er/x", data: Some(b"x"), mtime_ns: 7 },
-        ImportItem { path: "big.bin", data: Some(&big), mtime_ns: 8 },
-        ImportItem { path: "名前-ünï", data: Some("utf-8 ✓".as_bytes()), mtime_ns: 9 },
-        ImportItem { path: "many", data: None, mtime_ns: 9 },
+        ImportItem {
+            path: "docs",
+            data: None,
+            mtime_ns: 5,
+        },
+        ImportItem {
+            path: "docs/readme.txt",
+            data: Some(b"read me\n"),
+            mtime_ns: 6,
+        },
+        ImportItem {
+            path: "docs/empty",
+            data: Some(b""),
+            mtime_ns: 7,
+        },
+        ImportItem {
+            path: "docs/deep",
+            data: None,
+            mtime_ns: 7,
+        },
+        ImportItem {
+            path: "docs/deep/er",
+            data: None,
+            mtime_ns: 7,
+        },
+        ImportItem {
+            path: "docs/deep/er/x",
+            data: Some(b"x"),
+            mtime_ns: 7,
+        },
+        ImportItem {
+            path: "big.bin",
+            data: Some(&big),
+            mtime_ns: 8,
+        },
+        ImportItem {
+            path: "名前-ünï",
+            data: Some("utf-8 ✓".as_bytes()),
+            mtime_ns: 9,
+        },
+        ImportItem {
+            path: "many",
+            data: None,
+            mtime_ns: 9,
+        },
     ];
     let names: Vec<String> = (0..2000).map(|i| format!("many/f{:04}", i)).collect();
     for n in &names {
-        items.push(ImportItem { path: n, data: Some(n.as_bytes()), mtime_ns: 10 });
+        items.push(ImportItem {
+            path: n,
+            data: Some(n.as_bytes()),
+            mtime_ns: 10,
+        });
     }
     e.import(&items).unwrap();
 }
@@ -247,11 +341,16 @@ fn directory_reads_and_confinement() {
         let mut off = 0;
         while off < size {
             let want = (size - off).min(100_003) as usize;
-            let n = big.read(off, &mut all[off as usize..off as usize + want]).unwrap();
+            let n = big
+                .read(off, &mut all[off as usize..off as usize + want])
+                .unwrap();
             assert!(n > 0);
             off += n as u64;
         }
-        assert!(all.iter().enumerate().all(|(i, b)| *b == (i as u32 * 7 % 251) as u8));
+        assert!(all
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i as u32 * 7 % 251) as u8));
         // No escape from a subdirectory.
         let docs = root.open_dir("docs").unwrap();
         assert_eq!(code(docs.open("../big.bin", Rights::READ)), "invalidName");
@@ -260,7 +359,10 @@ fn directory_reads_and_confinement() {
         assert_eq!(code(docs.open("deep", Rights::READ)), "isDirectory");
         assert_eq!(code(docs.open_dir("readme.txt")), "notDirectory");
         // Rights: a read-only directory cannot open for write, nor a restricted one read.
-        assert_eq!(code(root.open("docs/readme.txt", Rights::RW)), "permissionDenied");
+        assert_eq!(
+            code(root.open("docs/readme.txt", Rights::RW)),
+            "permissionDenied"
+        );
         let none = root.restrict(Rights::NONE);
         assert_eq!(code(none.list()), "permissionDenied");
         // A directory bound in a namespace comes back with no more rights than the namespace.
@@ -277,8 +379,16 @@ fn directory_reads_and_confinement() {
         let before = e.fs_list(ROOT_INODE).unwrap();
         assert_eq!(
             code(e.import(&[
-                ImportItem { path: "new", data: Some(b"n"), mtime_ns: 0 },
-                ImportItem { path: "big.bin", data: Some(b"x"), mtime_ns: 0 },
+                ImportItem {
+                    path: "new",
+                    data: Some(b"n"),
+                    mtime_ns: 0
+                },
+                ImportItem {
+                    path: "big.bin",
+                    data: Some(b"x"),
+                    mtime_ns: 0
+                },
             ])),
             "exists"
         );
@@ -293,7 +403,12 @@ fn fsck_is_clean_after_everything() {
     import_sample(&e);
     let ns = NamespaceCap::root(e.clone(), Rights::RW);
     for i in 0..50 {
-        ns.put(&format!("o/{}", i), &object::text(&format!("{}", i % 7)), true).unwrap();
+        ns.put(
+            &format!("o/{}", i),
+            &object::text(&format!("{}", i % 7)),
+            true,
+        )
+        .unwrap();
     }
     for i in 0..20 {
         ns.unbind(&format!("o/{}", i)).unwrap();
@@ -322,23 +437,41 @@ fn the_disk_store_survives_reopening() {
     drop(image);
     // The engine owned the RamDisk: reopen on a copy made through a second engine is not
     // possible, so check through the same path the kernel uses: a SharedDevice.
-    let shared = capmon_block::partition::share(alloc::boxed::Box::new(RamDisk::new(8 << 20, 512).unwrap()));
+    let shared =
+        capmon_block::partition::share(alloc::boxed::Box::new(RamDisk::new(8 << 20, 512).unwrap()));
     {
         let mut dev = crate::session::SharedDev::new(shared.clone());
         backend::format(&mut dev, 2, 2).unwrap();
-        let (e, _) = disk::open(crate::session::SharedDev::new(shared.clone()), "ram0", true, 2).unwrap();
+        let (e, _) = disk::open(
+            crate::session::SharedDev::new(shared.clone()),
+            "ram0",
+            true,
+            2,
+        )
+        .unwrap();
         let e: Arc<dyn Engine> = Arc::new(e);
         NamespaceCap::root(e, Rights::RW)
             .put("kept", &object::text("across reopen"), false)
             .unwrap();
     }
-    let (e, opened) = disk::open(crate::session::SharedDev::new(shared.clone()), "ram0", true, 3).unwrap();
+    let (e, opened) = disk::open(
+        crate::session::SharedDev::new(shared.clone()),
+        "ram0",
+        true,
+        3,
+    )
+    .unwrap();
     assert!(!opened.created && !opened.repaired);
     let e: Arc<dyn Engine> = Arc::new(e);
     let ns = NamespaceCap::root(e.clone(), Rights::RW);
-    let Value::Object(h) = ns.lookup("kept").unwrap() else { panic!() };
+    let Value::Object(h) = ns.lookup("kept").unwrap() else {
+        panic!()
+    };
     let b = ns.store().get(&h).unwrap();
-    assert_eq!(object::decode(&b).unwrap().body, Body::Text("across reopen".into()));
+    assert_eq!(
+        object::decode(&b).unwrap().body,
+        Body::Text("across reopen".into())
+    );
     drop(ns);
     drop(e);
     // Read-only: reads, refuses writes, never writes the device.
@@ -350,13 +483,22 @@ fn the_disk_store_survives_reopening() {
         shared.borrow_mut().read(0, &mut v).unwrap();
         v
     };
-    let (e, _) = disk::open(crate::session::SharedDev::new(shared.clone()), "ram0", false, 4).unwrap();
+    let (e, _) = disk::open(
+        crate::session::SharedDev::new(shared.clone()),
+        "ram0",
+        false,
+        4,
+    )
+    .unwrap();
     let e: Arc<dyn Engine> = Arc::new(e);
     assert!(e.read_only());
     let ns = NamespaceCap::root(e.clone(), Rights::READ);
     assert!(ns.lookup("kept").is_ok());
     let rw = NamespaceCap::root(e.clone(), Rights::RW);
-    assert_eq!(code(rw.put("x", &object::text("x"), false)), "permissionDenied");
+    assert_eq!(
+        code(rw.put("x", &object::text("x"), false)),
+        "permissionDenied"
+    );
     drop(ns);
     drop(rw);
     drop(e);
@@ -372,7 +514,11 @@ fn a_full_partition_is_no_space_and_the_store_stays_usable() {
     let ns = NamespaceCap::root(e.clone(), Rights::RW);
     let mut last = Ok(object::check(&object::text("x")).unwrap().hash);
     for i in 0..40 {
-        last = ns.put(&format!("f{}", i), &object::bytes(&vec![i as u8; 200_000]), false);
+        last = ns.put(
+            &format!("f{}", i),
+            &object::bytes(&vec![i as u8; 200_000]),
+            false,
+        );
         if last.is_err() {
             break;
         }
@@ -431,7 +577,14 @@ fn the_disk_engine_agrees_with_the_ram_model() {
                 },
             }
         };
-        assert_eq!(run(&model), run(&real), "step {} op {} name {}", step, op, n);
+        assert_eq!(
+            run(&model),
+            run(&real),
+            "step {} op {} name {}",
+            step,
+            op,
+            n
+        );
     }
     assert_eq!(model.names("").unwrap(), real.names("").unwrap());
     let mut a = model.objects().unwrap();
@@ -444,5 +597,5 @@ fn the_disk_engine_agrees_with_the_ram_model() {
 }
 
 fn rng_flag(step: usize) -> bool {
-    step % 3 == 0
+    step.is_multiple_of(3)
 }
