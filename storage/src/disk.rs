@@ -99,7 +99,7 @@ fn corrupt(what: &str) -> StoreError {
 
 // ---- records ----
 
-fn encode_binding(s: &Stored) -> Vec<u8> {
+pub fn encode_binding(s: &Stored) -> Vec<u8> {
     let mut m = capnp::message::Builder::new_default();
     {
         let mut b = m.init_root::<stored_binding::Builder>();
@@ -143,7 +143,7 @@ fn text(t: capnp::Result<capnp::text::Reader>) -> Result<String> {
         .map_err(|_| corrupt("a stored name is not UTF-8"))
 }
 
-pub(crate) fn decode_binding(mut bytes: &[u8]) -> Result<Stored> {
+pub fn decode_binding(mut bytes: &[u8]) -> Result<Stored> {
     let r = capnp::serialize::read_message_from_flat_slice(&mut bytes, record_options())
         .map_err(|e| StoreError::Corrupt(format!("binding record: {}", e)))?;
     let b: stored_binding::Reader = r
@@ -178,7 +178,7 @@ pub(crate) fn decode_binding(mut bytes: &[u8]) -> Result<Stored> {
     }
 }
 
-pub(crate) fn encode_inode(s: &NodeStat, parent: u64) -> Vec<u8> {
+pub fn encode_inode(s: &NodeStat, parent: u64) -> Vec<u8> {
     let mut m = capnp::message::Builder::new_default();
     {
         let mut b = m.init_root::<inode::Builder>();
@@ -197,7 +197,7 @@ pub(crate) fn encode_inode(s: &NodeStat, parent: u64) -> Vec<u8> {
 }
 
 /// An inode record: its stat and its parent.
-pub(crate) fn decode_inode(ino: u64, mut bytes: &[u8]) -> Result<(NodeStat, u64)> {
+pub fn decode_inode(ino: u64, mut bytes: &[u8]) -> Result<(NodeStat, u64)> {
     let bad = |e: capnp::Error| StoreError::Corrupt(format!("inode {}: {}", ino, e));
     let r = capnp::serialize::read_message_from_flat_slice(&mut bytes, record_options())
         .map_err(bad)?;

@@ -599,3 +599,55 @@ fn the_disk_engine_agrees_with_the_ram_model() {
 fn rng_flag(step: usize) -> bool {
     step.is_multiple_of(3)
 }
+
+/// Writes the fuzz seed corpora for `store_object` and `store_records` from the real encoders:
+/// `CAPMON_WRITE_SEEDS=$PWD/fuzz/corpus cargo test -p capmon-storage write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let Ok(dir) = std::env::var("CAPMON_WRITE_SEEDS") else {
+        return;
+    };
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let d = std::path::Path::new(&dir).join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    put("store_object", "text", &object::text("hello, store"));
+    put("store_object", "text-canonical", &object::check(&object::text("hi")).unwrap().canonical);
+    put("store_object", "bytes", &object::bytes(&[0xa5; 300]));
+    let mut b = capnp::message::Builder::new(capnp::message::HeapAllocator::new().first_segment_words(2));
+    {
+        let mut o = b.init_root::<capmon_schema::storage_capnp::object::Builder>();
+        o.set_schema_id(0x1234_5678);
+        o.set_version(3);
+        o.init_body()
+            .init_as::<capmon_schema::storage_capnp::text_body::Builder>()
+            .set_text("two segments, unknown schema");
+    }
+    put("store_object", "multi-segment-unknown", &capnp::serialize::write_message_to_words(&b));
+    put("store_records", "binding-object", &disk::encode_binding(&Stored::Object([7; 32])));
+    for (k, kind) in [CapKind::Store, CapKind::Namespace, CapKind::Directory, CapKind::File].iter().enumerate() {
+        put(
+            "store_records",
+            &format!("binding-cap-{}", kind.name()),
+            &disk::encode_binding(&Stored::Cap(SturdyRef {
+                kind: *kind,
+                path: format!("apps/{}/", k),
+                rights: Rights::from_bits(k as u8 + 1),
+            })),
+        );
+    }
+    let st = NodeStat {
+        kind: NodeKind::File,
+        size: 5 << 20,
+        inode: 7,
+        generation: 3,
+        mtime_ns: 1_700_000_000_000_000_000,
+        ctime_ns: 1_700_000_000_000_000_001,
+        chunk_size: CHUNK_SIZE,
+    };
+    put("store_records", "inode-file", &disk::encode_inode(&st, 1));
+    let dir_st = NodeStat { kind: NodeKind::Dir, size: 2000, chunk_size: 0, ..st };
+    put("store_records", "inode-dir", &disk::encode_inode(&dir_st, 1));
+}
