@@ -34,7 +34,7 @@ fn err(e: StoreError) -> CmdError {
 }
 
 const STORE_USAGE: &str = "store [put NAME TEXT... | put NAME --pattern P SIZE | get NAME | ls | \
-rm NAME | stat NAME | fsck | format DEV -f | bench [-n N] [SIZE...]]";
+rm NAME | stat NAME | fsck | format DEV -f | reopen | bench [-n N] [SIZE...]]";
 const STORE_HELP: &str = "\
 store                        the store: engine, device, size, objects, bytes, generation
 store put NAME TEXT...       a TextBody object of TEXT, bound to NAME (replacing its value)
@@ -46,6 +46,8 @@ store rm NAME                unbind NAME; the object goes when no name binds it
 store stat NAME              the object's hash, size, schema, version, references
 store fsck                   check every object, name, file and redb's own structure
 store format DEV -f          make DEV (a partition) an empty store: erases it
+store reopen                 close the store and open the data partition again (after a
+                             command was stopped while it held the store: `busy` errors)
 store bench [-n N] [SIZE...] put (durable) then get N objects of each SIZE (default
                              200 of 4K and 64K); ops/s and mean latency
 Objects are Cap'n Proto messages in an Object envelope, named by the SHA-256 of their
@@ -81,7 +83,9 @@ pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
         Command {
             name: "store",
             group: "storage",
-            subcommands: &["put", "get", "ls", "rm", "stat", "fsck", "format", "bench"],
+            subcommands: &[
+                "put", "get", "ls", "rm", "stat", "fsck", "format", "reopen", "bench",
+            ],
             usage: STORE_USAGE,
             help: "the object store: put, get, list, remove, fsck, format, bench",
             long_help: STORE_HELP,
@@ -159,8 +163,32 @@ fn store<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult 
             Ok(())
         }
         Some("bench") => bench(s, a, o),
+        Some("reopen") => {
+            a.finish()?;
+            reopen(s, o)
+        }
         Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),
     }
+}
+
+/// `store reopen`: the session afresh from the data partition. A store a stopped command left
+/// locked is not closed (closing would wait on that lock): it is left behind, and said so.
+fn reopen<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let busy = matches!(s.session().store.info(), Err(StoreError::Busy(_)));
+    let old = core::mem::replace(s.session(), Session::ram(String::from("ram (reopening)")));
+    if busy {
+        core::mem::forget(old);
+        outln!(
+            o,
+            "the old store was locked by a stopped command: left open, its memory not reclaimed"
+        );
+    } else {
+        drop(old);
+    }
+    let now = s.store_clock().now_ns();
+    let new = boot_session(s.store_registry(), now);
+    *s.session() = new;
+    info(s, o)
 }
 
 fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
@@ -1051,6 +1079,20 @@ mod tests {
         run(&mut h, "ns bind ro-apps ns apps -r r").unwrap();
         run(&mut h, "ns enter ro-apps").unwrap();
         assert!(failed(run(&mut h, "store put w v")).contains("[permissionDenied]"));
+    }
+
+    #[test]
+    fn reopen_gives_the_same_store_again() {
+        let mut h = host_with(None);
+        run(&mut h, "store format vda1 -f").unwrap();
+        run(&mut h, "store put k v").unwrap();
+        let out = run(&mut h, "store reopen").unwrap();
+        assert!(
+            out.starts_with("store: redb on vda1 (read-write)"),
+            "{}",
+            out
+        );
+        assert!(run(&mut h, "store get k").unwrap().ends_with("text: v\n"));
     }
 
     #[test]

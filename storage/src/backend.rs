@@ -343,6 +343,8 @@ pub enum RegionError {
     ReadOnly,
     /// The device failed the request.
     Device(BlkError),
+    /// The backend's lock is held: a command was stopped while the store used it.
+    Busy,
 }
 
 impl fmt::Display for RegionError {
@@ -364,6 +366,7 @@ impl fmt::Display for RegionError {
             ),
             RegionError::ReadOnly => f.write_str("the store is open read-only"),
             RegionError::Device(e) => write!(f, "block device: {}", e),
+            RegionError::Busy => f.write_str("the store's device is locked by a stopped command"),
         }
     }
 }
@@ -502,6 +505,13 @@ impl<D: BlockDevice> BlockBackend<D> {
         Arc::try_unwrap(self.inner).ok().map(|m| m.into_inner().dev)
     }
 
+    /// The shared state, or `Busy` rather than spinning for ever on a lock a stopped command
+    /// left held (redb calls the backend only while the engine holds its own lock, so two
+    /// callers never meet here otherwise).
+    fn locked(&self) -> Result<spin::MutexGuard<'_, Inner<D>>, RegionError> {
+        self.inner.try_lock().ok_or(RegionError::Busy)
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> BackendStats {
         self.inner.lock().stats
@@ -595,11 +605,11 @@ impl<D: BlockDevice> Inner<D> {
 
 impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
     fn len(&self) -> Result<u64, BackendError> {
-        Ok(self.inner.lock().sb.region_len)
+        Ok(self.locked()?.sb.region_len)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
-        let mut guard = self.inner.lock();
+        let mut guard = self.locked()?;
         let inner = &mut *guard;
         let pos = inner.span(offset, out.len())?;
         inner.stats.reads += 1;
@@ -609,7 +619,7 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
     }
 
     fn set_len(&self, len: u64) -> Result<(), BackendError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.locked()?;
         inner.check_writable()?;
         inner.stats.set_lens += 1;
         inner.set_len(len)?;
@@ -617,7 +627,7 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
     }
 
     fn sync_data(&self) -> Result<(), BackendError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.locked()?;
         // A read-only backend has written nothing to make durable, and never touches the device
         // except to read.
         if !inner.writable {
@@ -629,7 +639,7 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
-        let mut guard = self.inner.lock();
+        let mut guard = self.locked()?;
         let inner = &mut *guard;
         inner.check_writable()?;
         let pos = inner.span(offset, data.len())?;

@@ -77,7 +77,8 @@ pub trait DeviceInfo: Send + Sync {
 
 pub struct DiskEngine {
     id: u64,
-    db: Mutex<Db>,
+    read_only: bool,
+    pub(crate) db: Mutex<Db>,
     dev: alloc::boxed::Box<dyn DeviceInfo>,
 }
 
@@ -91,6 +92,13 @@ pub(crate) fn io<E: core::fmt::Display>(e: E) -> StoreError {
     } else {
         StoreError::Io(s)
     }
+}
+
+/// The error of an engine whose lock an aborted command left held.
+pub(crate) fn busy() -> StoreError {
+    StoreError::Busy(String::from(
+        "a stopped command left the store locked; `store reopen` opens it afresh",
+    ))
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -269,6 +277,7 @@ impl DiskEngine {
     pub(crate) fn new(db: Db, dev: alloc::boxed::Box<dyn DeviceInfo>) -> Result<Self> {
         let e = DiskEngine {
             id: crate::ram::next_engine_id(),
+            read_only: matches!(db, Db::Ro(_)),
             db: Mutex::new(db),
             dev,
         };
@@ -290,15 +299,22 @@ impl DiskEngine {
     /// Runs redb's own integrity check (page checksums, tree structure). Needs no other
     /// transaction open.
     pub fn check_integrity(&self) -> Result<bool> {
-        match &mut *self.db.lock() {
+        match &mut *self.lock()? {
             Db::Rw(d) => d.check_integrity().map_err(io),
             Db::Ro(_) => Ok(true),
             Db::Closed(why) => Err(StoreError::Io(why.clone())),
         }
     }
 
+    /// The database, or `Busy` if its lock is held: only possible when a command was stopped
+    /// (a fault, a panic, `on`'s timeout) while it used the store. Waiting would hang the
+    /// monitor for good; `store reopen` gives a fresh engine instead.
+    fn lock(&self) -> Result<spin::MutexGuard<'_, Db>> {
+        self.db.try_lock().ok_or_else(busy)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
-        let db = self.db.lock();
+        let db = self.lock()?;
         let tx = db.begin_read()?;
         f(&tx)
     }
@@ -306,7 +322,7 @@ impl DiskEngine {
     /// One write transaction: `f`, then the generation bumped, then a durable commit. An error
     /// from `f` aborts it, leaving the store as it was.
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let db = self.db.lock();
+        let db = self.lock()?;
         let d = match &*db {
             Db::Rw(d) => d,
             Db::Ro(_) => {
@@ -447,7 +463,7 @@ impl Engine for DiskEngine {
     }
 
     fn read_only(&self) -> bool {
-        matches!(&*self.db.lock(), Db::Ro(_))
+        self.read_only
     }
 
     fn put(&self, obj: NewObject<'_>, bind: Option<(&str, bool)>) -> Result<bool> {

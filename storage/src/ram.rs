@@ -22,7 +22,7 @@ struct Node {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     objects: BTreeMap<Hash, (Vec<u8>, ObjStat)>,
     names: BTreeMap<String, Stored>,
     nodes: BTreeMap<u64, Node>,
@@ -33,7 +33,7 @@ struct State {
 
 pub struct RamEngine {
     id: u64,
-    state: Mutex<State>,
+    pub(crate) state: Mutex<State>,
 }
 
 impl Default for RamEngine {
@@ -92,9 +92,16 @@ fn bind_in(s: &mut State, name: &str, value: Stored, replace: bool) -> Result<()
     Ok(())
 }
 
+impl RamEngine {
+    /// The state, or `Busy` if an aborted command left it locked (see `DiskEngine`).
+    fn st(&self) -> Result<spin::MutexGuard<'_, State>> {
+        self.state.try_lock().ok_or_else(crate::disk::busy)
+    }
+}
+
 impl Engine for RamEngine {
     fn info(&self) -> Result<EngineInfo> {
-        let s = self.state.lock();
+        let s = self.st()?;
         let object_bytes: u64 = s.objects.values().map(|o| o.1.size).sum();
         let files = s
             .nodes
@@ -127,7 +134,7 @@ impl Engine for RamEngine {
     }
 
     fn put(&self, obj: NewObject<'_>, bind: Option<(&str, bool)>) -> Result<bool> {
-        let mut s = self.state.lock();
+        let mut s = self.st()?;
         if let Some((name, false)) = bind {
             if s.names.contains_key(name) {
                 return Err(StoreError::Exists(name.to_string()));
@@ -157,15 +164,15 @@ impl Engine for RamEngine {
     }
 
     fn get(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
-        Ok(self.state.lock().objects.get(hash).map(|o| o.0.clone()))
+        Ok(self.st()?.objects.get(hash).map(|o| o.0.clone()))
     }
 
     fn stat(&self, hash: &Hash) -> Result<Option<ObjStat>> {
-        Ok(self.state.lock().objects.get(hash).map(|o| o.1.clone()))
+        Ok(self.st()?.objects.get(hash).map(|o| o.1.clone()))
     }
 
     fn delete(&self, hash: &Hash) -> Result<()> {
-        let mut s = self.state.lock();
+        let mut s = self.st()?;
         match s.objects.get(hash) {
             None => Err(StoreError::NotFound(alloc::format!("object {}", hex(hash)))),
             Some(o) if o.1.refs > 0 => Err(StoreError::InUse { refs: o.1.refs }),
@@ -188,18 +195,18 @@ impl Engine for RamEngine {
     }
 
     fn bind(&self, name: &str, value: Stored, replace: bool) -> Result<()> {
-        let mut s = self.state.lock();
+        let mut s = self.st()?;
         bind_in(&mut s, name, value, replace)?;
         s.generation += 1;
         Ok(())
     }
 
     fn lookup(&self, name: &str) -> Result<Option<Stored>> {
-        Ok(self.state.lock().names.get(name).cloned())
+        Ok(self.st()?.names.get(name).cloned())
     }
 
     fn unbind(&self, name: &str, collect: bool) -> Result<Stored> {
-        let mut s = self.state.lock();
+        let mut s = self.st()?;
         let old = s
             .names
             .remove(name)
@@ -221,7 +228,7 @@ impl Engine for RamEngine {
     }
 
     fn names(&self, prefix: &str) -> Result<Vec<(String, Stored)>> {
-        let s = self.state.lock();
+        let s = self.st()?;
         Ok(s.names
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -230,7 +237,7 @@ impl Engine for RamEngine {
     }
 
     fn fs_lookup(&self, dir: u64, name: &str) -> Result<Option<u64>> {
-        let s = self.state.lock();
+        let s = self.st()?;
         match s.nodes.get(&dir) {
             Some(n) if n.stat.kind == NodeKind::Dir => {}
             Some(_) => return Err(StoreError::NotDirectory(name.to_string())),
@@ -240,7 +247,7 @@ impl Engine for RamEngine {
     }
 
     fn fs_stat(&self, inode: u64) -> Result<NodeStat> {
-        let s = self.state.lock();
+        let s = self.st()?;
         s.nodes
             .get(&inode)
             .map(|n| n.stat.clone())
@@ -248,7 +255,7 @@ impl Engine for RamEngine {
     }
 
     fn fs_list(&self, dir: u64) -> Result<Vec<DirEnt>> {
-        let s = self.state.lock();
+        let s = self.st()?;
         let mut v = Vec::new();
         for ((_, name), ino) in s
             .dirents
@@ -270,7 +277,7 @@ impl Engine for RamEngine {
     }
 
     fn fs_read(&self, inode: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let s = self.state.lock();
+        let s = self.st()?;
         let n = s
             .nodes
             .get(&inode)
@@ -288,7 +295,7 @@ impl Engine for RamEngine {
     }
 
     fn import(&self, items: &[ImportItem<'_>]) -> Result<()> {
-        let mut guard = self.state.lock();
+        let mut guard = self.st()?;
         // All or nothing: work on a copy of the tree's maps.
         let mut nodes: BTreeMap<u64, (NodeStat, Vec<u8>)> = BTreeMap::new();
         let mut dirents = guard.dirents.clone();

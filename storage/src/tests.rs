@@ -614,9 +614,14 @@ fn write_fuzz_seeds() {
         std::fs::write(d.join(name), bytes).unwrap();
     };
     put("store_object", "text", &object::text("hello, store"));
-    put("store_object", "text-canonical", &object::check(&object::text("hi")).unwrap().canonical);
+    put(
+        "store_object",
+        "text-canonical",
+        &object::check(&object::text("hi")).unwrap().canonical,
+    );
     put("store_object", "bytes", &object::bytes(&[0xa5; 300]));
-    let mut b = capnp::message::Builder::new(capnp::message::HeapAllocator::new().first_segment_words(2));
+    let mut b =
+        capnp::message::Builder::new(capnp::message::HeapAllocator::new().first_segment_words(2));
     {
         let mut o = b.init_root::<capmon_schema::storage_capnp::object::Builder>();
         o.set_schema_id(0x1234_5678);
@@ -625,9 +630,25 @@ fn write_fuzz_seeds() {
             .init_as::<capmon_schema::storage_capnp::text_body::Builder>()
             .set_text("two segments, unknown schema");
     }
-    put("store_object", "multi-segment-unknown", &capnp::serialize::write_message_to_words(&b));
-    put("store_records", "binding-object", &disk::encode_binding(&Stored::Object([7; 32])));
-    for (k, kind) in [CapKind::Store, CapKind::Namespace, CapKind::Directory, CapKind::File].iter().enumerate() {
+    put(
+        "store_object",
+        "multi-segment-unknown",
+        &capnp::serialize::write_message_to_words(&b),
+    );
+    put(
+        "store_records",
+        "binding-object",
+        &disk::encode_binding(&Stored::Object([7; 32])),
+    );
+    for (k, kind) in [
+        CapKind::Store,
+        CapKind::Namespace,
+        CapKind::Directory,
+        CapKind::File,
+    ]
+    .iter()
+    .enumerate()
+    {
         put(
             "store_records",
             &format!("binding-cap-{}", kind.name()),
@@ -648,6 +669,30 @@ fn write_fuzz_seeds() {
         chunk_size: CHUNK_SIZE,
     };
     put("store_records", "inode-file", &disk::encode_inode(&st, 1));
-    let dir_st = NodeStat { kind: NodeKind::Dir, size: 2000, chunk_size: 0, ..st };
-    put("store_records", "inode-dir", &disk::encode_inode(&dir_st, 1));
+    let dir_st = NodeStat {
+        kind: NodeKind::Dir,
+        size: 2000,
+        chunk_size: 0,
+        ..st
+    };
+    put(
+        "store_records",
+        "inode-dir",
+        &disk::encode_inode(&dir_st, 1),
+    );
+}
+
+#[test]
+fn a_lock_left_held_is_busy_not_a_hang() {
+    let e = RamEngine::new();
+    core::mem::forget(e.state.lock());
+    let e: Arc<dyn Engine> = Arc::new(e);
+    let ns = NamespaceCap::root(e.clone(), Rights::RW);
+    assert_eq!(code(ns.lookup("x")), "busy");
+    assert_eq!(code(ns.put("x", &object::text("y"), false)), "busy");
+    let d = disk_engine(8 << 20, 512);
+    core::mem::forget(d.db.lock());
+    let e: Arc<dyn Engine> = d.clone();
+    assert_eq!(code(e.info()), "busy");
+    assert_eq!(code(NamespaceCap::root(e, Rights::RW).lookup("x")), "busy");
 }
