@@ -822,6 +822,7 @@ impl<D: capmon_block::BlockDevice + Send + 'static> DeviceInfo for BackendInfo<D
     }
     fn reopen(&self) -> Result<Database> {
         builder()
+            .set_check_integrity_on_open(true)
             .create_with_backend(self.backend.clone())
             .map_err(io)
     }
@@ -864,7 +865,12 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
     let db = if writable {
         let repaired = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
         let flag = repaired.clone();
+        // The integrity check on open verifies the checksum of every page of the committed
+        // trees before anything is trusted: a store altered outside redb (a damaged disk, a
+        // hostile image) then fails to open with a corruption error, where a plain open may
+        // panic on the first bad page it decodes. It reads the whole store once.
         let db = builder()
+            .set_check_integrity_on_open(true)
             .set_repair_callback(move |_| flag.store(true, core::sync::atomic::Ordering::Relaxed))
             .create_with_backend(backend)
             .map_err(|e| OpenFailure::Database(io(e)))?;
