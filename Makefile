@@ -2,10 +2,15 @@
 #   make            kernel ELF (build/capmon.elf) and its symbol table (build/capmon.sym)
 #   make iso        build/capmon.iso: GRUB, hybrid BIOS + UEFI
 #   make iso-limine build/capmon-limine.iso (needs LIMINE_DIR=<Limine 8.x binary release>)
-#   make run        boot the ISO under SeaBIOS, serial on this terminal (quit: Ctrl-A X)
+#   make run        boot the ISO under SeaBIOS, serial on this terminal (quit: Ctrl-A X), with
+#                   the persistent data disk build/data.img on virtio-blk (vda, its store on
+#                   vda1): 64 MiB, a GPT with one capmon data partition formatted by
+#                   capmon-store, made on first use and never re-made, so `store put` survives
+#                   a restart (rm it, or make clean, for an empty store; RUN_DATA= for none)
 #   make run-uefi   the same under OVMF
+#   make store-tool target/release/capmon-store, the host tool for stores in image files
 #   make test       host tests, lints, every expect proof; ends with "N passed, N failed"
-#   make bench      every benchmark
+#   make bench      every benchmark (bench-store: the object store against ext4 in a Linux guest)
 #   make fuzz       every fuzz target for FUZZ_TIME (60) seconds
 #   make gdb        boot paused with QEMU's gdbstub and attach GDB
 # QEMU_EXTRA="..." adds QEMU arguments to every run target.
@@ -29,18 +34,24 @@ CARGO       := cargo
 TARGET      := x86_64-unknown-none
 CARGO_OUT   := target/$(TARGET)/$(PROFILE)/capmon
 SETUP_STAMP := $(BUILD)/.setup-done
+# The host tool that formats and fills capmon stores in image files (tools/capmon-store).
+STORE_TOOL  := target/release/capmon-store
+# The data disk of `make run`; empty for none.
+RUN_DATA    ?= $(BUILD)/data.img
+RUN_DATA_SIZE ?= 64M
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup kernel iso iso-limine run run-uefi run-limine test test-host test-proofs lint \
-        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp fuzz gdb clean
+.PHONY: all setup kernel iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint \
+        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store fuzz gdb \
+        clean
 
 all: $(KERNEL_ELF)
 
 setup $(SETUP_STAMP):
 	@scripts/setup.sh
 
-KERNEL_SRCS := $(shell find kernel shell cmds drivers -name '*.rs' -o -name '*.s' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml rust-toolchain.toml
+KERNEL_SRCS := $(shell find kernel shell cmds drivers storage schema -name '*.capnp' -o -name '*.rs' -o -name '*.s' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml rust-toolchain.toml
 
 $(KERNEL_ELF): $(SETUP_STAMP) $(KERNEL_SRCS)
 	@mkdir -p $(BUILD)
@@ -52,6 +63,17 @@ $(KERNEL_ELF): $(SETUP_STAMP) $(KERNEL_SRCS)
 $(KERNEL_SYM) $(KERNEL_DEBUG): $(KERNEL_ELF)
 
 kernel: $(KERNEL_ELF)
+
+# ---- The host store tool (a std binary sharing the kernel's storage code) ----
+STORE_TOOL_SRCS := $(shell find tools/capmon-store storage schema drivers/block drivers/hal shell \
+                     -name '*.capnp' -o -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
+
+# cargo leaves the binary's time alone when it is up to date: touch it, or make would ask again.
+$(STORE_TOOL): $(SETUP_STAMP) $(STORE_TOOL_SRCS)
+	$(CARGO) build -p capmon-store --release
+	@touch $@
+
+store-tool: $(STORE_TOOL)
 
 # ---- GRUB ISO (BIOS + UEFI, via grub-mkrescue) ----
 $(ISO): $(KERNEL_ELF) scripts/grub.cfg
@@ -86,12 +108,30 @@ QEMU_BASE := -machine q35 -m $(MEM) -smp $(SMP) -serial mon:stdio -display none 
 $(OVMF_VARS):
 	@mkdir -p $(BUILD) && cp $(OVMF_VARS_TEMPLATE) $@
 
-run: $(ISO)
-	$(QEMU) $(QEMU_BASE) -cdrom $(ISO)
+# The data disk: made once, never re-made while it exists (it holds what `store put` wrote).
+# The tool is built only when the disk is made, so `make run` does not wait for it otherwise.
+ifneq ($(RUN_DATA),)
+$(RUN_DATA):
+	@mkdir -p $(dir $@)
+	$(MAKE) --no-print-directory $(STORE_TOOL)
+	rm -f $@.tmp && truncate -s $(RUN_DATA_SIZE) $@.tmp
+	sgdisk --clear --new=1:2048:0 --typecode=1:c0a9d47a-3f1e-4b8b-9a43-6361706d6f6e \
+	  --change-name=1:capmon-data $@.tmp >/dev/null
+	$(STORE_TOOL) $@.tmp mkfs
+	mv -f $@.tmp $@
+endif
 
-run-uefi: $(ISO) $(OVMF_VARS)
+# -boot d: SeaBIOS would try the data disk first (it has no boot code) before the CD.
+RUN_DATA_DISK = -drive if=none,id=capmon-data,format=raw,cache=writeback,file=$(RUN_DATA) \
+                -device virtio-blk-pci,drive=capmon-data -boot d
+RUN_DATA_ARGS = $(if $(RUN_DATA),$(RUN_DATA_DISK))
+
+run: $(ISO) $(RUN_DATA)
+	$(QEMU) $(QEMU_BASE) $(RUN_DATA_ARGS) -cdrom $(ISO)
+
+run-uefi: $(ISO) $(OVMF_VARS) $(RUN_DATA)
 	$(QEMU) $(QEMU_BASE) -drive if=pflash,format=raw,readonly=on,file=$(OVMF_CODE) \
-	  -drive if=pflash,format=raw,file=$(OVMF_VARS) -cdrom $(ISO)
+	  -drive if=pflash,format=raw,file=$(OVMF_VARS) $(RUN_DATA_ARGS) -cdrom $(ISO)
 
 run-limine: iso-limine
 	$(QEMU) $(QEMU_BASE) -cdrom $(LIMINE_ISO)
@@ -116,7 +156,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp
+bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -135,6 +175,9 @@ bench-irq: $(ISO)
 
 bench-smp: $(ISO)
 	scripts/bench-smp.sh
+
+bench-store: $(ISO)
+	scripts/bench-store.sh
 
 # Every cargo-fuzz target for FUZZ_TIME seconds each, into scratch corpora under build/fuzz
 # (fuzz/corpus keeps the checked-in seeds). Installs cargo-fuzz when it is missing.

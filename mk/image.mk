@@ -1,18 +1,22 @@
 # mk/image.mk: bootable disk image, run-disk, GCP archive.
 #
 # Included at the end of the top-level Makefile, which defines BUILD,
-# KERNEL_ELF (and its rule), QEMU, QEMU_EXTRA and `setup`. Needs no root:
-# sgdisk works on the image file, mtools writes the FAT32 ESP (see
-# scripts/mkimage.sh for the layout). Packages it uses, all installed by
+# KERNEL_ELF and STORE_TOOL (and their rules), QEMU, QEMU_EXTRA and `setup`.
+# Needs no root: sgdisk works on the image file, mtools writes the FAT32 ESP,
+# the host tool capmon-store makes the data partition a store holding
+# DATA_TREE (see scripts/mkimage.sh for the layout). Packages it uses, all installed by
 # scripts/setup.sh: qemu-system-x86 ovmf grub-efi-amd64-bin grub-pc-bin
 # grub-common mtools gdisk dosfstools (qemu-utils for the Azure VHD).
 #
 # Targets:  image image-limine run-disk run-disk-bios image-gcp check-image
 #           clean-image
-# Knobs:    DATA_SIZE ESP_SIZE IMAGE_BIOS LIMINE_DIR DISK_IF DISK_MEM DISK_SMP
-#           DISK_MACHINE GCP_DISK_SIZE OVMF_CODE OVMF_VARS_TEMPLATE
+# Knobs:    DATA_SIZE DATA_TREE ESP_SIZE IMAGE_BIOS LIMINE_DIR DISK_IF DISK_MEM
+#           DISK_SMP DISK_MACHINE GCP_DISK_SIZE OVMF_CODE OVMF_VARS_TEMPLATE
 
 DATA_SIZE     ?= 64M
+# The tree imported into the data partition's store (empty: the partition is
+# left zeroed).
+DATA_TREE     ?= scripts/sample-tree
 ESP_SIZE      ?= 64M
 # 1: also make the disk BIOS-bootable (GRUB i386-pc core.img in a BIOS boot
 # partition, boot.img code in the protective MBR). UEFI boot never depends on it.
@@ -41,8 +45,13 @@ OVMF_VARS_TEMPLATE ?= $(strip $(if $(findstring _4M,$(OVMF_CODE)),\
                         /usr/share/OVMF/OVMF_VARS_4M.fd,/usr/share/OVMF/OVMF_VARS.fd))
 
 MKIMAGE := scripts/mkimage.sh
+# The store: the host tool and every file of the tree (a changed file remakes
+# the image; the file list is in the config stamp, so a removed one does too).
+DATA_TREE_FILES := $(if $(DATA_TREE),$(shell find $(DATA_TREE) -type f 2>/dev/null | LC_ALL=C sort))
+DATA_DEPS := $(if $(DATA_TREE),$(STORE_TOOL) $(DATA_TREE_FILES))
+DATA_ARGS := $(if $(DATA_TREE),--data-tree $(DATA_TREE) --store-tool $(STORE_TOOL))
 MKIMAGE_ARGS := --kernel $(KERNEL_ELF) --esp-size $(ESP_SIZE) \
-                --data-size $(DATA_SIZE) $(if $(filter 1,$(IMAGE_BIOS)),--bios)
+                --data-size $(DATA_SIZE) $(if $(filter 1,$(IMAGE_BIOS)),--bios) $(DATA_ARGS)
 
 # The disk as QEMU sees it: DISK_IF=virtio (default), nvme or ide.
 DISK_DRIVE := -drive if=none,id=capmon-disk,format=raw,file=$(IMAGE)
@@ -63,7 +72,8 @@ DISK_QEMU_ARGS = -machine $(DISK_MACHINE) -m $(DISK_MEM) -smp $(DISK_SMP) \
 # Rebuild the image when a knob changes, not only when the kernel does: the
 # stamp is rewritten only when its content differs.
 IMAGE_CONFIG := esp=$(ESP_SIZE) data=$(DATA_SIZE) bios=$(IMAGE_BIOS) \
-                sym=$(if $(wildcard $(KERNEL_SYM)),yes,no) limine=$(LIMINE_DIR)
+                sym=$(if $(wildcard $(KERNEL_SYM)),yes,no) limine=$(LIMINE_DIR) \
+                tree=$(DATA_TREE) $(DATA_TREE_FILES)
 $(BUILD)/.image-config: _image_force
 	@mkdir -p $(BUILD)
 	@echo '$(IMAGE_CONFIG)' | cmp -s - $@ || echo '$(IMAGE_CONFIG)' > $@
@@ -75,16 +85,16 @@ _image_force:
 image: $(IMAGE) $(if $(LIMINE_DIR),$(LIMINE_IMAGE))
 
 $(IMAGE): $(KERNEL_ELF) $(wildcard $(KERNEL_SYM)) $(MKIMAGE) mk/image.mk \
-          $(BUILD)/.image-config
+          $(BUILD)/.image-config $(DATA_DEPS)
 	$(MKIMAGE) $(MKIMAGE_ARGS) $(if $(wildcard $(KERNEL_SYM)),--sym $(KERNEL_SYM)) \
 	    --out $@ --esp-out $(ESP_IMG)
 
 image-limine: $(LIMINE_IMAGE)
 
 $(LIMINE_IMAGE): $(KERNEL_ELF) $(wildcard $(KERNEL_SYM)) $(MKIMAGE) mk/image.mk \
-                 $(BUILD)/.image-config
+                 $(BUILD)/.image-config $(DATA_DEPS)
 	@test -n "$(LIMINE_DIR)" || { echo "image-limine: set LIMINE_DIR=<dir with BOOTX64.EFI>"; exit 1; }
-	$(MKIMAGE) --kernel $(KERNEL_ELF) --esp-size $(ESP_SIZE) --data-size $(DATA_SIZE) \
+	$(MKIMAGE) --kernel $(KERNEL_ELF) --esp-size $(ESP_SIZE) --data-size $(DATA_SIZE) $(DATA_ARGS) \
 	    $(if $(wildcard $(KERNEL_SYM)),--sym $(KERNEL_SYM)) \
 	    --loader limine --limine-dir $(LIMINE_DIR) --out $@ --esp-out $(LIMINE_ESP_IMG)
 

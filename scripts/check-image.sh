@@ -2,8 +2,10 @@
 # check-image.sh: host-side oracle for build/capmon.img (and the GCP archive).
 # Prints one "PASS name" or "FAIL name: expected X, got Y" line per check and
 # exits non-zero when any check failed. Uses only tools that read the image
-# file itself (sgdisk, mtools, od, tar), never the kernel.
+# file itself (sgdisk, mtools, od, tar, and capmon-store's read-only commands
+# for the store in the data partition), never the kernel.
 set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
 
 readonly CAPMON_DATA_TYPE="C0A9D47A-3F1E-4B8B-9A43-6361706D6F6E"
 readonly ESP_TYPE="C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -15,11 +17,17 @@ esp=""
 kernel=""
 data_size=""
 gcp=""
+store_tool="$repo/target/release/capmon-store"
+data_tree="$repo/scripts/sample-tree"
 fails=0
 passes=0
 
 usage() {
     echo "usage: $0 [--image IMG] [--esp ESP.img] [--kernel ELF] [--data-size SIZE] [--gcp TAR.GZ]" >&2
+    echo "       [--data-tree DIR] [--store-tool BIN]" >&2
+    echo "  --data-tree DIR   the tree the data partition's store must hold (default" >&2
+    echo "                    scripts/sample-tree); '' expects a zeroed partition" >&2
+    echo "  --store-tool BIN  capmon-store (default target/release/capmon-store)" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -29,6 +37,8 @@ while [ $# -gt 0 ]; do
         --kernel) kernel="${2:?}"; shift 2 ;;
         --data-size) data_size="${2:?}"; shift 2 ;;
         --gcp) gcp="${2:?}"; shift 2 ;;
+        --data-tree) data_tree="$2"; shift 2 ;;
+        --store-tool) store_tool="${2:?}"; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -90,6 +100,44 @@ if [ -n "$data_size" ]; then
     else
         fail data-size "expected partition 2, got none"
     fi
+fi
+
+# --- the store in the data partition ----------------------------------------
+# capmon-store opens the image file read-only for these commands.
+data_n=""
+for n in 1 2 3 4; do
+    if [ "$(part_field "$image" $n 'Partition GUID code')" = "$CAPMON_DATA_TYPE" ]; then
+        data_n=$n
+        break
+    fi
+done
+if [ -z "$data_n" ]; then
+    fail data-present "expected a capmon data partition, got none"
+elif [ -z "$data_tree" ]; then
+    first=$(part_field "$image" "$data_n" 'First sector')
+    check data-zeroed 0 "$(od -An -tx1 -v -j $((first * SECTOR)) -N 4096 "$image" | tr -d ' 0\n' | wc -c)"
+elif [ ! -x "$store_tool" ]; then
+    fail store-tool "expected an executable $store_tool (make store-tool), got none"
+else
+    store() { "$store_tool" --part "$data_n" "$image" "$@" 2>&1; }
+    out=$(store fsck)
+    rc=$?
+    if [ "$rc" -eq 0 ] && [ "$(tail -n 1 <<<"$out")" = "fsck: clean" ]; then
+        pass store-fsck
+    else
+        fail store-fsck "expected exit 0 and 'fsck: clean', got exit $rc: $(tr '\n' ' ' <<<"$out" | head -c 300)"
+    fi
+    # `ls /` lists the tree's top level: names in byte order, directories with a '/'.
+    want=$(cd "$data_tree" && LC_ALL=C find . -mindepth 1 -maxdepth 1 \( -type d -printf '%f/\n' -o -printf '%f\n' \) | LC_ALL=C sort | tr '\n' ' ')
+    got=$(store ls / | sed -n 's/^[df] *[0-9]*  //p' | tr '\n' ' ')
+    check store-ls-root "$want" "$got"
+    # Every file of the tree, by SHA-256 and size.
+    while IFS= read -r -d '' f; do
+        rel=${f#./}
+        hash=$(cd "$data_tree" && sha256sum "$rel" | awk '{print $1}')
+        size=$(cd "$data_tree" && stat -c %s "$rel")
+        check "store-sum-$rel" "sha256 $hash  $size bytes" "$(store sum "/$rel")"
+    done < <(cd "$data_tree" && find . -type f -print0 | LC_ALL=C sort -z)
 fi
 
 # --- ESP contents -----------------------------------------------------------

@@ -11,7 +11,10 @@
 #                      /boot/capmon.elf        the Multiboot2 kernel
 #                      /boot/capmon.sym        optional stripped symbol copy
 #                      /boot/limine/limine.conf (Limine only)
-#   part 2  "capmon-data"  DATA_SIZE, left zeroed (sparse) for the storage work
+#   part 2  "capmon-data"  DATA_SIZE, a capmon store: with --data-tree DIR,
+#                      `capmon-store mkfs` then `capmon-store import DIR`
+#                      (the kernel's own storage code, tools/capmon-store);
+#                      without it, left zeroed (sparse)
 #                      type GUID c0a9d47a-3f1e-4b8b-9a43-6361706d6f6e
 #                      (the last 6 bytes spell "capmon" in ASCII)
 #   part 3  "bios-boot"    1 MiB BIOS boot partition (EF02), only with --bios:
@@ -20,7 +23,7 @@
 #
 # The ESP is built as a separate file (build/esp.img) with mformat + mcopy and
 # dd'd into place with conv=notrunc; the GPT is written by sgdisk on the image
-# file. Disk and partition GUIDs are fixed (override with --disk-guid etc.) so
+# file; the store is written by capmon-store through that GPT. Disk and partition GUIDs are fixed (override with --disk-guid etc.) so
 # two runs on the same inputs give the same partition table.
 set -euo pipefail
 
@@ -40,6 +43,8 @@ limine_dir=""
 esp_size="64M"
 data_size="64M"
 bios=0
+store_tool=""
+data_tree=""
 disk_guid="c0a9d47a-0000-4000-8000-6361706d6f6e"
 esp_guid="c0a9d47a-0001-4000-8000-6361706d6f6e"
 data_guid="c0a9d47a-0002-4000-8000-6361706d6f6e"
@@ -61,6 +66,9 @@ usage: $0 --kernel ELF --out IMG [options]
   --esp-size SIZE     ESP size, K/M/G suffix (default 64M; FAT32 needs >= 33M)
   --data-size SIZE    capmon data partition size (default 64M)
   --bios              also make the disk BIOS-bootable (GRUB i386-pc)
+  --data-tree DIR     make the data partition a capmon store holding DIR's
+                      files (needs --store-tool); default: left zeroed
+  --store-tool BIN    the host tool that writes it (target/release/capmon-store)
   --serial-speed N    boot loader serial speed (default 115200)
 EOF
     exit 2
@@ -103,6 +111,8 @@ while [ $# -gt 0 ]; do
         --esp-size) esp_size="${2:?}"; shift 2 ;;
         --data-size) data_size="${2:?}"; shift 2 ;;
         --bios) bios=1; shift ;;
+        --data-tree) data_tree="${2:?}"; shift 2 ;;
+        --store-tool) store_tool="${2:?}"; shift 2 ;;
         --serial-speed) serial_speed="${2:?}"; shift 2 ;;
         --disk-guid) disk_guid="${2:?}"; shift 2 ;;
         -h|--help) usage ;;
@@ -124,6 +134,11 @@ case "$loader" in
     *) die "unknown loader '$loader' (grub or limine)" ;;
 esac
 [ "$bios" = 0 ] || [ "$loader" = grub ] || die "--bios is only made with --loader grub"
+if [ -n "$data_tree" ]; then
+    [ -d "$data_tree" ] || die "data tree '$data_tree' is not a directory"
+    [ -n "$store_tool" ] || die "--data-tree needs --store-tool (cargo build -p capmon-store)"
+    [ -x "$store_tool" ] || die "store tool '$store_tool' not found (cargo build -p capmon-store)"
+fi
 for tool in sgdisk mformat mcopy mmd dd truncate; do
     command -v "$tool" >/dev/null || die "'$tool' not found: run 'make setup'"
 done
@@ -290,6 +305,18 @@ EOF
     put_le 8 $((bios_start + 1)) "$img_tmp" $((bios_start * SECTOR + 0x1f4))
 fi
 
+# --- 6. optional store in the data partition (part 2) -----------------------
+# capmon-store finds the partition through the GPT written above, formats it
+# (superblock, redb tables) and imports the tree in one transaction.
+store_summary="zeroed"
+if [ -n "$data_tree" ]; then
+    "$store_tool" --part 2 "$img_tmp" mkfs >/dev/null ||
+        die "capmon-store mkfs failed on partition 2"
+    imported=$("$store_tool" --part 2 "$img_tmp" import "$data_tree") ||
+        die "capmon-store import $data_tree failed"
+    store_summary="store: ${imported#imported }"
+fi
+
 # sgdisk exits 0 even when it rebuilt a bad header in memory: read its words.
 verify=$(sgdisk --verify "$img_tmp" 2>&1) || die "sgdisk --verify failed: $verify"
 if ! grep -q "No problems found" <<<"$verify" \
@@ -298,6 +325,6 @@ if ! grep -q "No problems found" <<<"$verify" \
 fi
 mv -f "$esp_tmp" "$esp_out"
 mv -f "$img_tmp" "$out"
-summary="ESP $((esp_bytes / MIB)) MiB @ LBA $esp_start, data $((data_bytes / MIB)) MiB @ LBA $data_start"
+summary="ESP $((esp_bytes / MIB)) MiB @ LBA $esp_start, data $((data_bytes / MIB)) MiB @ LBA $data_start ($store_summary)"
 [ "$bios" = 0 ] || summary+=", BIOS boot @ LBA $bios_start"
 echo "mkimage: $out ($((total / MIB)) MiB; $summary; loader $loader)"

