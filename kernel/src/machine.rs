@@ -99,7 +99,8 @@ impl Machine {
     /// Before power goes: NVMe controllers get a normal shutdown notification.
     fn shut_down_disks(&mut self) {
         // The store first: closing its database records a clean shutdown on the disk.
-        self.store = capmon_storage::session::Session::ram(String::from("ram (closed for power-off)"));
+        self.store =
+            capmon_storage::session::Session::ram(String::from("ram (closed for power-off)"));
         for f in &self.nvme {
             if let Ok(c) = &f.ctrl {
                 match c.shutdown() {

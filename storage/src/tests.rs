@@ -681,13 +681,17 @@ fn write_fuzz_seeds() {
         &disk::encode_inode(&dir_st, 1),
     );
     // store_image: the region (the redb file) of a small store with objects, names and files.
-    let shared = capmon_block::partition::share(alloc::boxed::Box::new(
-        RamDisk::new(4 << 20, 512).unwrap(),
-    ));
+    let shared =
+        capmon_block::partition::share(alloc::boxed::Box::new(RamDisk::new(4 << 20, 512).unwrap()));
     backend::format(&mut crate::session::SharedDev::new(shared.clone()), 5, 5).unwrap();
     {
-        let (e, _) =
-            disk::open(crate::session::SharedDev::new(shared.clone()), "ram0", true, 5).unwrap();
+        let (e, _) = disk::open(
+            crate::session::SharedDev::new(shared.clone()),
+            "ram0",
+            true,
+            5,
+        )
+        .unwrap();
         let e: Arc<dyn Engine> = Arc::new(e);
         let ns = NamespaceCap::root(e.clone(), Rights::RW);
         ns.put("a", &object::text("alpha"), false).unwrap();
@@ -695,16 +699,32 @@ fn write_fuzz_seeds() {
         ns.bind("apps-ns", Value::Namespace(ns.sub("apps").unwrap()), false)
             .unwrap();
         e.import(&[
-            ImportItem { path: "d", data: None, mtime_ns: 1 },
-            ImportItem { path: "d/f", data: Some(&[9; 70_000]), mtime_ns: 2 },
-            ImportItem { path: "e", data: Some(b""), mtime_ns: 3 },
+            ImportItem {
+                path: "d",
+                data: None,
+                mtime_ns: 1,
+            },
+            ImportItem {
+                path: "d/f",
+                data: Some(&[9; 70_000]),
+                mtime_ns: 2,
+            },
+            ImportItem {
+                path: "e",
+                data: Some(b""),
+                mtime_ns: 3,
+            },
         ])
         .unwrap();
     }
     let mut img = vec![0u8; 4 << 20];
     shared.borrow_mut().read(0, &mut img).unwrap();
     let sb = backend::Superblock::decode(&img).unwrap();
-    put("store_image", "small-store", &img[4096..4096 + sb.region_len as usize]);
+    put(
+        "store_image",
+        "small-store",
+        &img[4096..4096 + sb.region_len as usize],
+    );
 }
 
 #[test]
