@@ -108,7 +108,16 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     };
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
-    let store = capmon_cmds::store::boot_session(&blk, capmon_hal::Clock::now_ns(&time::TscClock));
+    // Opening the store decodes what the disk holds: under the fault guard, so a fault or a
+    // panic there costs the store (a RAM one instead), not the machine.
+    let now = capmon_hal::Clock::now_ns(&time::TscClock);
+    let store = arch::traps::guarded(|| capmon_cmds::store::boot_session(&blk, now))
+        .unwrap_or_else(|| {
+            log::warn!("store: opening the data partition faulted; using a RAM store");
+            capmon_storage::session::Session::ram(alloc::string::String::from(
+                "ram (opening the data partition faulted at boot)",
+            ))
+        });
 
     let machine = machine::Machine {
         boot: bi,
