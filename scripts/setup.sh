@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(qemu-system-x86 qemu-utils ovmf grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
-      dosfstools gdisk expect tcl capnproto gdb python3 binutils)
+      dosfstools gdisk e2fsprogs expect tcl capnproto gdb python3 binutils)
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 

@@ -63,24 +63,13 @@ result_key() {
 
 # The initramfs: busybox, the helper, the modules, and an init that measures and powers off.
 build_initramfs() {
-    local vmlinuz=$1 kver moddir stage m ko load="" runs=""
-    kver=${vmlinuz##*/vmlinuz-}
-    moddir=$LNX/root/lib/modules/$kver
+    local vmlinuz=$1 stage m load runs=""
     stage=$OUT/initramfs
     rm -rf "$stage" && mkdir -p "$stage"/{bin,dev,proc,sys,lib/modules}
     cp "$LNX/root/bin/busybox" "$stage/bin/busybox"
     gcc -O2 -static -Wall -Wextra -o "$stage/bin/bench-blk-linux" scripts/bench-blk-linux.c
-    for m in $MODULES; do
-        if grep -q "/$m\.ko" "$moddir/modules.builtin" 2>/dev/null; then
-            continue
-        fi
-        ko=$(find "$moddir/kernel" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -n1)
-        [ -n "$ko" ] || die "$m is neither built into $kver nor a module"
-        case $ko in *.xz) xz -dc "$ko" >"$stage/lib/modules/$m.ko" ;;
-                    *.zst) zstd -qdc "$ko" >"$stage/lib/modules/$m.ko" ;;
-                    *) cp "$ko" "$stage/lib/modules/$m.ko" ;; esac
-        load="$load $m"
-    done
+    # shellcheck disable=SC2086
+    load=$(stage_modules "$vmlinuz" "$stage/lib/modules" $MODULES)
     for m in "${MEASURE[@]}"; do
         runs="$runs        bench-blk-linux /dev/$DEV $(bench_args "$m") || echo \"BENCH-ERROR $(bench_args "$m")\"
 "
@@ -134,34 +123,17 @@ qemu_common() {
 
 # stats LOG M: "median-MB/s its-mean-us best-MB/s runs" of M's result lines outside the warm-up.
 stats() {
-    tr '\r' '\n' <"$1" \
-        | awk '/^BENCH-ROUND / { warm = ($2 == "warmup"); next } !warm' \
+    after_warmup "$1" \
         | sed -n "s/.*bench $DEV $(result_key "$2") .* in [0-9]* ms: \([0-9.]*\) MB\/s, [0-9]* IOPS, mean \([0-9]*\) us.*/\1 \2/p" \
-        | sort -g -k1,1 \
-        | awk '{ v[NR] = $1; u[NR] = $2 } END { m = int((NR + 1) / 2); if (NR) print v[m], u[m], v[NR], NR }'
+        | median_best
 }
 
 # row M: one table entry; clears `status` if M was not measured in both guests.
 row() {
-    local c l goal label
+    local goal label
     read -r _ _ _ _ goal label <<<"$1"
-    c=$(stats "$OUT/capmon.log" "$1")
-    l=$(stats "$OUT/linux.log" "$1")
-    if [ -z "$c" ] || [ -z "$l" ]; then
-        printf '%-24s %12s %12s %7s %5s %s\n' "$label" "${c%% *}" "${l%% *}" - "$goal" "NOT MEASURED"
-        status=1
-        return
-    fi
-    awk -v label="$label" -v c="$c" -v l="$l" -v goal="$goal" 'BEGIN {
-        split(c, C, " "); split(l, L, " ")
-        r = (L[1] > 0) ? C[1] / L[1] : 0
-        g = goal; sub(/x$/, "", g)
-        met = (goal == "-") ? "-" : ((r >= g) ? "yes" : "no")
-        printf "%-24s %7.1f MB/s %7.1f MB/s %6.2fx %5s %s\n", label, C[1], L[1], r, goal, met
-        printf "%-24s %9d us %9d us   (mean request latency of the median run)\n", "", C[2], L[2]
-        printf "%-24s %7.1f MB/s %7.1f MB/s %6.2fx   (best; median and best of %d / %d runs)\n", "",
-               C[3], L[3], (L[3] > 0) ? C[3] / L[3] : 0, C[4], L[4]
-    }'
+    compare_row "$label" "$goal" MB/s 12 "mean request latency of the median run" \
+        "$(stats "$OUT/capmon.log" "$1")" "$(stats "$OUT/linux.log" "$1")" || status=1
 }
 
 bench_blk_main() {
