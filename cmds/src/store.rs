@@ -224,6 +224,19 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
         i.dirs,
         i.generation
     );
+    if let Some(d) = &sess.disk {
+        let st = d.io_stats();
+        outln!(
+            o,
+            "i/o since open: {} reads ({} bytes), {} writes ({} bytes), {} flushes, {} partial sectors",
+            st.reads,
+            st.bytes_read,
+            st.writes,
+            st.bytes_written,
+            st.flushes,
+            st.rmw_sectors
+        );
+    }
     Ok(())
 }
 

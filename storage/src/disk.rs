@@ -73,6 +73,8 @@ pub trait DeviceInfo: Send + Sync {
     /// Opens the database again on the same device (redb refuses every operation after an
     /// I/O error until it is reopened; reopening recovers the last commit).
     fn reopen(&self) -> Result<Database>;
+    /// The backend's counters since the store was opened.
+    fn stats(&self) -> crate::backend::BackendStats;
 }
 
 pub struct DiskEngine {
@@ -820,6 +822,9 @@ impl<D: capmon_block::BlockDevice + Send + 'static> DeviceInfo for BackendInfo<D
     fn format_version(&self) -> u32 {
         self.backend.superblock().version
     }
+    fn stats(&self) -> crate::backend::BackendStats {
+        self.backend.stats()
+    }
     fn reopen(&self) -> Result<Database> {
         builder()
             .set_check_integrity_on_open(true)
@@ -890,6 +895,11 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
 }
 
 impl DiskEngine {
+    /// The backend's I/O counters since the store was opened.
+    pub fn io_stats(&self) -> crate::backend::BackendStats {
+        self.dev.stats()
+    }
+
     /// The checks only the disk engine can make, added to an fsck report: redb's integrity
     /// check, and every data chunk against its inode.
     pub fn check_chunks(&self, problems: &mut Vec<String>) -> Result<u64> {
