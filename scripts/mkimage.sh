@@ -13,8 +13,11 @@
 #                      /boot/limine/limine.conf (Limine only)
 #   part 2  "capmon-data"  DATA_SIZE, a capmon store: with --data-tree DIR,
 #                      `capmon-store mkfs` then `capmon-store import DIR`
-#                      (the kernel's own storage code, tools/capmon-store);
-#                      without it, left zeroed (sparse)
+#                      (the kernel's own storage code, tools/capmon-store;
+#                      `make image` passes DATA_TREE, scripts/sample-tree);
+#                      without it, left zeroed (sparse). capmon opens the
+#                      store read-write at boot, so these bytes change on
+#                      every boot
 #                      type GUID c0a9d47a-3f1e-4b8b-9a43-6361706d6f6e
 #                      (the last 6 bytes spell "capmon" in ASCII)
 #   part 3  "bios-boot"    1 MiB BIOS boot partition (EF02), only with --bios:
