@@ -181,9 +181,9 @@ def max_object_bytes():
 
 def cmd_limit(_argv):
     lim = max_object_bytes()
-    # The canonical words (5 of pointers and fields, then the data padded to words) at most
-    # lim bytes: the data at most lim - 40, rounded down to words.
-    print("max_object_bytes %d\nmax_data %d" % (lim, (lim - 40) // 8 * 8))
+    # The stored message (an 8-byte segment table, 5 words of pointers and fields, then the
+    # data padded to words) is at most lim bytes: the data at most lim - 48, rounded down.
+    print("max_object_bytes %d\nmax_data %d" % (lim, (lim - 48) // 8 * 8))
 
 
 def cmd_schema(argv):

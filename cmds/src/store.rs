@@ -280,6 +280,15 @@ fn put<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
+/// "a namespace", "an object".
+fn a_kind(kind: &str) -> String {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {}", kind)
+    } else {
+        format!("a {}", kind)
+    }
+}
+
 /// The object `name` is bound to in the current namespace.
 fn object_of<S: StoreHost>(s: &mut S, name: &str) -> Result<(object::Hash, Vec<u8>), CmdError> {
     let ns = s.session().ns();
@@ -549,9 +558,9 @@ fn ns<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
                     Ok(())
                 }
                 v => Err(fail!(
-                    "{} holds a {}, not a namespace",
+                    "{} holds {}, not a namespace",
                     Shown(name),
-                    v.kind()
+                    a_kind(v.kind())
                 )),
             }
         }

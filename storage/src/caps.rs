@@ -391,13 +391,13 @@ impl Namespace for NamespaceCap {
         need(self.rights, Rights::READ, "list", self)?;
         if !prefix.is_empty() {
             // A partial last component is allowed ("ap" lists "apps/..."), so check the
-            // prefix with a stand-in completion.
-            name::check(&format!(
-                "{}x",
-                prefix
-                    .strip_suffix('/')
-                    .map_or(prefix.to_string(), |p| format!("{}/", p))
-            ))?;
+            // prefix with a stand-in completion, and report the prefix as typed.
+            if let Err(StoreError::InvalidName { why, .. }) = name::check(&format!("{}x", prefix)) {
+                return Err(StoreError::InvalidName {
+                    name: prefix.to_string(),
+                    why,
+                });
+            }
         }
         let full = format!("{}{}", self.prefix, prefix);
         let mut v = Vec::new();
@@ -494,10 +494,15 @@ impl DirCap {
             return Ok((ino, self.path.clone()));
         }
         for c in path.split('/') {
-            ino = self
-                .engine
-                .fs_lookup(ino, c)?
-                .ok_or_else(|| StoreError::NotFound(path.to_string()))?;
+            ino = match self.engine.fs_lookup(ino, c) {
+                Ok(Some(i)) => i,
+                Ok(None) => return Err(StoreError::NotFound(path.to_string())),
+                // Name the path as given, not the component the engine met.
+                Err(StoreError::NotDirectory(_)) => {
+                    return Err(StoreError::NotDirectory(path.to_string()))
+                }
+                Err(e) => return Err(e),
+            };
         }
         let full = if self.path.is_empty() {
             path.to_string()

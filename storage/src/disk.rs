@@ -396,7 +396,10 @@ fn bind_tx(tx: &WriteTransaction, name: &str, value: &Stored, replace: bool) -> 
         old
     };
     if let Some(Ok(Stored::Object(h))) = old {
-        add_ref(tx, &h, -1)?;
+        // A replaced object no name binds any more goes, as on unbind.
+        if add_ref(tx, &h, -1)? == 0 {
+            delete_object(tx, &h)?;
+        }
     }
     Ok(())
 }

@@ -144,6 +144,8 @@ pub trait Engine: Send + Sync {
 
     // ---- names ----
     /// Binds `name` (`replace` as in `put`). An object binding must name an existing object.
+    /// An object a replaced binding held is deleted when no name binds it any more (as with
+    /// `unbind`); so is one `put` replaced.
     fn bind(&self, name: &str, value: Stored, replace: bool) -> Result<()>;
     fn lookup(&self, name: &str) -> Result<Option<Stored>>;
     /// Removes `name` and returns what it held; with `collect`, an object left with no name is

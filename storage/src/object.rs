@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 /// A content hash: SHA-256 of the canonical message.
 pub type Hash = [u8; 32];
 
-/// The largest object a store takes, in bytes of its canonical message.
+/// The largest object a store takes: bytes of its canonical message as stored and reported
+/// (segment table included).
 pub const MAX_OBJECT_BYTES: usize = 4 << 20;
 
 /// Pointers nest at most this deep in a stored object.
@@ -96,9 +97,9 @@ pub fn check(msg: &[u8]) -> Result<Checked> {
     }
     let words = reader.canonicalize()?;
     let bytes = capnp::Word::words_to_bytes(&words);
-    if bytes.len() > MAX_OBJECT_BYTES {
+    if bytes.len() + 8 > MAX_OBJECT_BYTES {
         return Err(StoreError::TooLarge {
-            size: bytes.len() as u64,
+            size: bytes.len() as u64 + 8,
             limit: MAX_OBJECT_BYTES as u64,
         });
     }
@@ -308,8 +309,12 @@ mod tests {
             r.map(|c| c.canonical.len())
         );
         // Just under the limit is fine.
-        let m = bytes(&alloc::vec![0x5a; MAX_OBJECT_BYTES - 64]);
-        assert!(check(&m).is_ok());
+        // The boundary: a BytesBody's canonical message is 48 bytes and the data padded to
+        // words, so MAX - 48 bytes of data fit and one more does not.
+        let m = bytes(&alloc::vec![0x5a; MAX_OBJECT_BYTES - 48]);
+        assert_eq!(check(&m).unwrap().canonical.len(), MAX_OBJECT_BYTES);
+        let m = bytes(&alloc::vec![0x5a; MAX_OBJECT_BYTES - 47]);
+        assert!(matches!(check(&m), Err(StoreError::TooLarge { .. })));
     }
 
     #[test]

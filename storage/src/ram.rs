@@ -85,8 +85,16 @@ fn bind_in(s: &mut State, name: &str, value: Stored, replace: bool) -> Result<()
         }
     }
     if let Some(Stored::Object(old)) = s.names.insert(name.to_string(), value) {
-        if let Some(o) = s.objects.get_mut(&old) {
-            o.1.refs = o.1.refs.saturating_sub(1);
+        // A replaced object no name binds any more goes, as on unbind.
+        let gone = match s.objects.get_mut(&old) {
+            Some(o) => {
+                o.1.refs = o.1.refs.saturating_sub(1);
+                o.1.refs == 0
+            }
+            None => false,
+        };
+        if gone {
+            s.objects.remove(&old);
         }
     }
     Ok(())

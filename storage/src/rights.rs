@@ -73,7 +73,13 @@ impl BitAnd for Rights {
 impl fmt::Display for Rights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = |bit: u8, ch: char| if self.0 & bit != 0 { ch } else { '-' };
-        write!(f, "{}{}{}", c(1, 'r'), c(2, 'w'), c(4, 'a'))
+        let s = [c(1, 'r'), c(2, 'w'), c(4, 'a')];
+        let mut buf = [0u8; 3];
+        for (b, ch) in buf.iter_mut().zip(s) {
+            *b = ch as u8;
+        }
+        // `pad`, so a width (`{:<64}`) applies.
+        f.pad(core::str::from_utf8(&buf).unwrap_or("---"))
     }
 }
 

@@ -135,11 +135,18 @@ fn namespace_bind_lookup_unbind_list() {
             code(ns.put(&long, &object::text("x"), false)),
             "invalidName"
         );
-        // Replace moves the reference.
+        // Replace moves the reference, and the object left with none goes.
         let a = ns.put("k", &object::text("a"), false).unwrap();
         let b = ns.put("k", &object::text("b"), true).unwrap();
-        assert_eq!(ns.store().stat(&a).unwrap().refs, 0);
+        assert_eq!(code(ns.store().stat(&a)), "notFound");
         assert_eq!(ns.store().stat(&b).unwrap().refs, 1);
+        // Unless another name still binds it.
+        ns.bind("k2", Value::Object(b), false).unwrap();
+        ns.put("k", &object::text("c"), true).unwrap();
+        assert_eq!(ns.store().stat(&b).unwrap().refs, 1);
+        // Putting the same content again keeps it.
+        let c = ns.put("k", &object::text("c"), true).unwrap();
+        assert_eq!(ns.store().stat(&c).unwrap().refs, 1);
     }
 }
 

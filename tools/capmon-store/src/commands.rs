@@ -467,7 +467,10 @@ fn names(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     let prefix = a.opt_str().unwrap_or("");
     a.finish()?;
     let sess = session(ctx, false)?;
-    let list = sess.ns().list(prefix).map_err(err)?;
+    // The image's owner holds the whole store: list each capability with the rights it was
+    // bound with, as the monitor's read-write root does (the engine itself stays read-only).
+    let root = capmon_storage::caps::NamespaceCap::root(sess.engine.clone(), Rights::RW);
+    let list = root.list(prefix).map_err(err)?;
     for e in &list {
         match (e.hash, e.rights) {
             (Some(h), _) => line!(o, "{:<9}  {}  {}", e.kind, hex(&h), Shown(&e.name)),
@@ -479,9 +482,54 @@ fn names(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     Ok(())
 }
 
+/// fsck never writes the image, yet redb's page-checksum check needs a writable open (it may
+/// repair): the store's used bytes go to a sparse scratch file of the partition's size, and the
+/// check runs there. The scratch file is removed afterwards.
 fn run_fsck(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     a.finish()?;
-    let sess = session(ctx, false)?;
+    let mut t = target(ctx, false)?;
+    let sb = backend::probe(&mut t.dev).map_err(|e| fail!("{}: {}", t.name, e))?;
+    let used = SUPERBLOCK_BYTES + sb.region_len;
+    let scratch = std::env::temp_dir().join(format!(
+        "capmon-store-fsck-{}-{}.img",
+        std::process::id(),
+        now_ns()
+    ));
+    let copy = (|| -> Result<(), String> {
+        let f = std::fs::File::create(&scratch).map_err(|e| e.to_string())?;
+        f.set_len(t.bytes).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        while off < used {
+            let n = (used - off).min(buf.len() as u64).next_multiple_of(512) as usize;
+            let n = n.min((t.bytes - off) as usize);
+            t.dev
+                .read(off / 512, &mut buf[..n])
+                .map_err(|e| e.to_string())?;
+            std::os::unix::fs::FileExt::write_all_at(&f, &buf[..n], off)
+                .map_err(|e| e.to_string())?;
+            off += n as u64;
+        }
+        Ok(())
+    })();
+    let result = copy
+        .map_err(|e| fail!("{}: copying the store for fsck: {}", t.name, e))
+        .and_then(|()| {
+            let dev = image::open(&scratch, Layout::Raw, true)
+                .map_err(CmdError::Failed)?
+                .dev;
+            let (engine, opened) = disk::open(dev, &t.name, true, now_ns())
+                .map_err(|f| open_failure(&t.name, f, true))?;
+            report_fsck(
+                Session::disk(engine, format!("redb on {}", t.name), opened),
+                o,
+            )
+        });
+    let _ = std::fs::remove_file(&scratch);
+    result
+}
+
+fn report_fsck(sess: Session, o: Out) -> CmdResult {
     let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
     line!(
         o,
