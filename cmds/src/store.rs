@@ -228,11 +228,15 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
         let st = d.io_stats();
         outln!(
             o,
-            "i/o since open: {} reads ({} bytes), {} writes ({} bytes), {} flushes, {} partial sectors",
+            "i/o since open: redb {} reads ({} bytes, {} pages from the cache), {} writes ({} bytes); \
+             device {} reads, {} writes, {} flushes; {} partial pages",
             st.reads,
             st.bytes_read,
+            st.cache_hits,
             st.writes,
             st.bytes_written,
+            st.device_reads,
+            st.device_writes,
             st.flushes,
             st.rmw_sectors
         );

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use capmon_block::{BlkError, BlockDevice};
@@ -437,6 +438,11 @@ pub struct BackendStats {
     pub rmw_sectors: u64,
     /// `set_len` calls from redb.
     pub set_lens: u64,
+    /// Requests that reached the device (after the page cache, and coalescing at sync).
+    pub device_reads: u64,
+    pub device_writes: u64,
+    /// Pages of redb reads served by the page cache.
+    pub cache_hits: u64,
 }
 
 /// A `redb::StorageBackend` over the region of a formatted partition. Clones share one device
@@ -454,6 +460,102 @@ struct Inner<D> {
     geo: Geometry,
     writable: bool,
     stats: BackendStats,
+    cache: Cache,
+}
+
+/// Clean pages the cache keeps (dirty ones stay until the next `sync_data` whatever their
+/// number): the working set of a monitor's store, like a small page cache.
+pub const CACHE_BYTES: usize = 32 << 20;
+
+/// The backend's page cache, in pages of the region (`Cache::page` bytes, at least 4 KiB and
+/// at least a sector, so a page is always whole sectors). redb's writes stay here, dirty,
+/// until `sync_data` writes them out in ascending order, contiguous pages in one request, and
+/// then flushes: a commit's scattered page writes become a few large requests. Clean pages
+/// (read, or written out) are kept up to `CACHE_BYTES`, oldest evicted first, so a value read
+/// back soon after it was written needs no device read.
+struct Cache {
+    page: usize,
+    pages: BTreeMap<u64, CachedPage>,
+    /// Pages in the order they became clean; an entry whose page is gone or dirty again is
+    /// skipped when evicting.
+    clean_order: VecDeque<u64>,
+    clean: usize,
+    budget: usize,
+}
+
+struct CachedPage {
+    data: Vec<u8>,
+    dirty: bool,
+}
+
+impl Cache {
+    fn new(sector: u32) -> Cache {
+        let page = (sector as usize).max(4096);
+        Cache {
+            page,
+            pages: BTreeMap::new(),
+            clean_order: VecDeque::new(),
+            clean: 0,
+            budget: (CACHE_BYTES / page).max(16),
+        }
+    }
+
+    fn insert_clean(&mut self, idx: u64, data: Vec<u8>) {
+        if let Some(old) = self.pages.insert(idx, CachedPage { data, dirty: false }) {
+            if !old.dirty {
+                self.clean -= 1;
+            }
+        }
+        self.clean += 1;
+        self.clean_order.push_back(idx);
+        self.evict();
+    }
+
+    fn mark_clean(&mut self, idx: u64) {
+        if let Some(p) = self.pages.get_mut(&idx) {
+            if p.dirty {
+                p.dirty = false;
+                self.clean += 1;
+                self.clean_order.push_back(idx);
+            }
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.clean > self.budget {
+            let Some(idx) = self.clean_order.pop_front() else {
+                break;
+            };
+            if matches!(self.pages.get(&idx), Some(p) if !p.dirty) {
+                self.pages.remove(&idx);
+                self.clean -= 1;
+            }
+        }
+        // Keep the queue from growing without bound with stale entries.
+        if self.clean_order.len() > 4 * self.budget {
+            let pages = &self.pages;
+            self.clean_order
+                .retain(|i| matches!(pages.get(i), Some(p) if !p.dirty));
+        }
+    }
+
+    /// Drops every page at or past `first` (after they were written out: see `set_len`).
+    fn drop_from(&mut self, first: u64) {
+        let gone = self.pages.split_off(&first);
+        for p in gone.values() {
+            if !p.dirty {
+                self.clean -= 1;
+            }
+        }
+    }
+
+    fn dirty_pages(&self) -> Vec<u64> {
+        self.pages
+            .iter()
+            .filter(|(_, p)| p.dirty)
+            .map(|(i, _)| *i)
+            .collect()
+    }
 }
 
 impl<D> Clone for BlockBackend<D> {
@@ -493,6 +595,7 @@ impl<D: BlockDevice> BlockBackend<D> {
                     geo,
                     writable,
                     stats: BackendStats::default(),
+                    cache: Cache::new(geo.sector),
                 })),
             }),
             Err(e) => Err((e, dev)),
@@ -559,6 +662,12 @@ impl<D: BlockDevice> Inner<D> {
         if len == old {
             return Ok(());
         }
+        // What the cache holds goes to the device first (not flushed), and every page from the
+        // lower of the two lengths on leaves the cache: what lies past a shrunk end, and what a
+        // grown one zero-fills, is then read from the device.
+        self.write_out()?;
+        let page = self.cache.page as u64;
+        self.cache.drop_from(old.min(len) / page);
         if len > old {
             self.zero_fill(SUPERBLOCK_BYTES + old, len - old)?;
             // The zeros are durable before the superblock claims them: after a crash the
@@ -579,6 +688,164 @@ impl<D: BlockDevice> Inner<D> {
             &mut self.stats.rmw_sectors,
         )?;
         self.sb = sb;
+        Ok(())
+    }
+
+    /// The page-aligned, partition-bounded window of region page `idx`: its partition byte
+    /// offset and how many of its bytes the partition holds (a last page may be short).
+    fn page_window(&self, idx: u64) -> (u64, usize) {
+        let page = self.cache.page as u64;
+        let pos = SUPERBLOCK_BYTES + idx * page;
+        let n = self.geo.bytes.saturating_sub(pos).min(page) as usize;
+        (pos, n)
+    }
+
+    /// Loads region pages `first..first+count` (none of them cached) with one device read
+    /// (bounded by the partition), into the cache as clean pages.
+    fn load(&mut self, first: u64, count: u64) -> Result<(), RegionError> {
+        let page = self.cache.page;
+        let (pos, _) = self.page_window(first);
+        let (last_pos, last_n) = self.page_window(first + count - 1);
+        let len = (last_pos - pos) as usize + last_n;
+        let mut buf = zeroed(len)?;
+        read_bytes(&mut self.dev, self.geo.sector, pos, &mut buf)?;
+        self.stats.device_reads += 1;
+        for k in 0..count {
+            let at = k as usize * page;
+            let mut data = zeroed(page)?;
+            let have = len.saturating_sub(at).min(page);
+            data[..have].copy_from_slice(&buf[at..at + have]);
+            self.cache.insert_clean(first + k, data);
+        }
+        Ok(())
+    }
+
+    /// redb's read of region bytes `offset..offset+out.len()` (checked by the caller): from the
+    /// cache, loading each run of missing pages with one device read.
+    fn cached_read(&mut self, offset: u64, out: &mut [u8]) -> Result<(), RegionError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let page = self.cache.page as u64;
+        let first = offset / page;
+        let last = (offset + out.len() as u64 - 1) / page;
+        let mut idx = first;
+        while idx <= last {
+            if self.cache.pages.contains_key(&idx) {
+                self.stats.cache_hits += 1;
+                idx += 1;
+                continue;
+            }
+            let mut end = idx + 1;
+            while end <= last
+                && !self.cache.pages.contains_key(&end)
+                && (end - idx) * page < CHUNK_BYTES as u64
+            {
+                end += 1;
+            }
+            self.load(idx, end - idx)?;
+            idx = end;
+        }
+        // Copy out. Pages loaded above may have evicted earlier ones of this read only if the
+        // read is larger than the whole cache: those are read again, straight from the device.
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
+            let (idx, within) = (pos / page, (pos % page) as usize);
+            let n = (page as usize - within).min(out.len() - done);
+            match self.cache.pages.get(&idx) {
+                Some(p) => out[done..done + n].copy_from_slice(&p.data[within..within + n]),
+                None => {
+                    read_bytes(
+                        &mut self.dev,
+                        self.geo.sector,
+                        SUPERBLOCK_BYTES + pos,
+                        &mut out[done..done + n],
+                    )?;
+                    self.stats.device_reads += 1;
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// redb's write (checked by the caller): into the cache, dirty. A page the write covers
+    /// only in part is loaded first (counted in `rmw_sectors`), so no byte outside the range
+    /// changes.
+    fn cached_write(&mut self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
+        let page = self.cache.page as u64;
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let (idx, within) = (pos / page, (pos % page) as usize);
+            let n = (page as usize - within).min(data.len() - done);
+            if n < page as usize && !self.cache.pages.contains_key(&idx) {
+                self.load(idx, 1)?;
+                self.stats.rmw_sectors += 1;
+            }
+            let p = match self.cache.pages.get_mut(&idx) {
+                Some(p) => p,
+                None => {
+                    self.cache.pages.insert(
+                        idx,
+                        CachedPage {
+                            data: zeroed(page as usize)?,
+                            dirty: true,
+                        },
+                    );
+                    self.cache
+                        .pages
+                        .get_mut(&idx)
+                        .ok_or(RegionError::Device(BlkError::NoMemory))?
+                }
+            };
+            if !p.dirty {
+                p.dirty = true;
+                self.cache.clean -= 1;
+            }
+            p.data[within..within + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty page to the device, in ascending order, contiguous pages in one
+    /// request of at most `CHUNK_BYTES` (no flush). The pages stay cached, clean.
+    fn write_out(&mut self) -> Result<(), RegionError> {
+        let dirty = self.cache.dirty_pages();
+        let page = self.cache.page;
+        let mut i = 0;
+        while i < dirty.len() {
+            let mut j = i + 1;
+            while j < dirty.len() && dirty[j] == dirty[j - 1] + 1 && (j - i) * page < CHUNK_BYTES {
+                j += 1;
+            }
+            let (pos, _) = self.page_window(dirty[i]);
+            let (last_pos, last_n) = self.page_window(dirty[j - 1]);
+            let len = (last_pos - pos) as usize + last_n;
+            let mut buf = zeroed(len)?;
+            for (k, idx) in dirty[i..j].iter().enumerate() {
+                let at = k * page;
+                let have = len.saturating_sub(at).min(page);
+                if let Some(p) = self.cache.pages.get(idx) {
+                    buf[at..at + have].copy_from_slice(&p.data[..have]);
+                }
+            }
+            write_bytes(
+                &mut self.dev,
+                self.geo.sector,
+                pos,
+                &buf,
+                &mut self.stats.rmw_sectors,
+            )?;
+            self.stats.device_writes += 1;
+            for idx in &dirty[i..j] {
+                self.cache.mark_clean(*idx);
+            }
+            i = j;
+        }
+        self.cache.evict();
         Ok(())
     }
 
@@ -611,10 +878,10 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         let mut guard = self.locked()?;
         let inner = &mut *guard;
-        let pos = inner.span(offset, out.len())?;
+        inner.span(offset, out.len())?;
         inner.stats.reads += 1;
         inner.stats.bytes_read += out.len() as u64;
-        read_bytes(&mut inner.dev, inner.geo.sector, pos, out).map_err(RegionError::Device)?;
+        inner.cached_read(offset, out)?;
         Ok(())
     }
 
@@ -633,6 +900,7 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
         if !inner.writable {
             return Ok(());
         }
+        inner.write_out()?;
         inner.stats.flushes += 1;
         inner.dev.flush().map_err(RegionError::Device)?;
         Ok(())
@@ -642,17 +910,10 @@ impl<D: BlockDevice + Send + 'static> StorageBackend for BlockBackend<D> {
         let mut guard = self.locked()?;
         let inner = &mut *guard;
         inner.check_writable()?;
-        let pos = inner.span(offset, data.len())?;
+        inner.span(offset, data.len())?;
         inner.stats.writes += 1;
         inner.stats.bytes_written += data.len() as u64;
-        write_bytes(
-            &mut inner.dev,
-            inner.geo.sector,
-            pos,
-            data,
-            &mut inner.stats.rmw_sectors,
-        )
-        .map_err(RegionError::Device)?;
+        inner.cached_write(offset, data)?;
         Ok(())
     }
 }
