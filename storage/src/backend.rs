@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use capmon_block::{BlkError, BlockDevice};
@@ -476,16 +476,21 @@ pub const CACHE_BYTES: usize = 32 << 20;
 struct Cache {
     page: usize,
     pages: BTreeMap<u64, CachedPage>,
-    /// Pages in the order they became clean; an entry whose page is gone or dirty again is
-    /// skipped when evicting.
-    clean_order: VecDeque<u64>,
+    /// Pages in the order they became clean, with the stamp they got then; an entry whose
+    /// page is gone, dirty again or clean again since (a newer stamp) is stale and skipped.
+    clean_order: VecDeque<(u64, u64)>,
     clean: usize,
     budget: usize,
+    stamp: u64,
+    /// The dirty pages' indices (a commit touches few of the cached pages).
+    dirty: BTreeSet<u64>,
 }
 
 struct CachedPage {
     data: Vec<u8>,
     dirty: bool,
+    /// When it last became clean.
+    stamp: u64,
 }
 
 impl Cache {
@@ -497,51 +502,72 @@ impl Cache {
             clean_order: VecDeque::new(),
             clean: 0,
             budget: (CACHE_BYTES / page).max(16),
+            stamp: 0,
+            dirty: BTreeSet::new(),
         }
     }
 
+    fn next_stamp(&mut self) -> u64 {
+        self.stamp += 1;
+        self.stamp
+    }
+
     fn insert_clean(&mut self, idx: u64, data: Vec<u8>) {
-        if let Some(old) = self.pages.insert(idx, CachedPage { data, dirty: false }) {
+        let stamp = self.next_stamp();
+        let page = CachedPage {
+            data,
+            dirty: false,
+            stamp,
+        };
+        if let Some(old) = self.pages.insert(idx, page) {
             if !old.dirty {
                 self.clean -= 1;
             }
         }
         self.clean += 1;
-        self.clean_order.push_back(idx);
+        self.clean_order.push_back((idx, stamp));
         self.evict();
     }
 
     fn mark_clean(&mut self, idx: u64) {
+        let stamp = self.next_stamp();
         if let Some(p) = self.pages.get_mut(&idx) {
             if p.dirty {
+                self.dirty.remove(&idx);
                 p.dirty = false;
+                p.stamp = stamp;
                 self.clean += 1;
-                self.clean_order.push_back(idx);
+                self.clean_order.push_back((idx, stamp));
             }
         }
     }
 
+    /// Whether a queue entry still stands for a clean page.
+    fn live(pages: &BTreeMap<u64, CachedPage>, (idx, stamp): (u64, u64)) -> bool {
+        matches!(pages.get(&idx), Some(p) if !p.dirty && p.stamp == stamp)
+    }
+
     fn evict(&mut self) {
         while self.clean > self.budget {
-            let Some(idx) = self.clean_order.pop_front() else {
+            let Some(e) = self.clean_order.pop_front() else {
                 break;
             };
-            if matches!(self.pages.get(&idx), Some(p) if !p.dirty) {
-                self.pages.remove(&idx);
+            if Self::live(&self.pages, e) {
+                self.pages.remove(&e.0);
                 self.clean -= 1;
             }
         }
-        // Keep the queue from growing without bound with stale entries.
-        if self.clean_order.len() > 4 * self.budget {
+        // Stale entries: at most one live entry per clean page remains, so this runs rarely.
+        if self.clean_order.len() > 2 * self.budget.max(self.clean) {
             let pages = &self.pages;
-            self.clean_order
-                .retain(|i| matches!(pages.get(i), Some(p) if !p.dirty));
+            self.clean_order.retain(|e| Self::live(pages, *e));
         }
     }
 
     /// Drops every page at or past `first` (after they were written out: see `set_len`).
     fn drop_from(&mut self, first: u64) {
         let gone = self.pages.split_off(&first);
+        self.dirty.split_off(&first);
         for p in gone.values() {
             if !p.dirty {
                 self.clean -= 1;
@@ -550,11 +576,7 @@ impl Cache {
     }
 
     fn dirty_pages(&self) -> Vec<u64> {
-        self.pages
-            .iter()
-            .filter(|(_, p)| p.dirty)
-            .map(|(i, _)| *i)
-            .collect()
+        self.dirty.iter().copied().collect()
     }
 }
 
@@ -792,6 +814,7 @@ impl<D: BlockDevice> Inner<D> {
                         CachedPage {
                             data: zeroed(page as usize)?,
                             dirty: true,
+                            stamp: 0,
                         },
                     );
                     self.cache
@@ -805,6 +828,7 @@ impl<D: BlockDevice> Inner<D> {
                 self.cache.clean -= 1;
             }
             p.data[within..within + n].copy_from_slice(&data[done..done + n]);
+            self.cache.dirty.insert(idx);
             done += n;
         }
         Ok(())
