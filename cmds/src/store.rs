@@ -11,11 +11,10 @@ use capmon_hal::Clock;
 use capmon_shell::out::HumanSize;
 use capmon_shell::{bad_arg, fail, outln, Args, CmdError, CmdResult, Command};
 use capmon_storage::caps::Value;
-use capmon_storage::engine::NodeKind;
 use capmon_storage::name::Shown;
-use capmon_storage::object::{self, hex, Body};
+use capmon_storage::object::{self, hex};
 use capmon_storage::session::Session;
-use capmon_storage::{fsck, Rights, StoreError};
+use capmon_storage::{fsck, show, Rights, StoreError};
 use core::fmt::Write;
 use sha2::{Digest, Sha256};
 
@@ -273,14 +272,7 @@ fn put<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let ns = s.session().ns();
     let h = ns.put(name, &msg, true).map_err(err)?;
     let st = ns.store().stat(&h).map_err(err)?;
-    outln!(
-        o,
-        "put {}: {} ({} bytes, {})",
-        Shown(name),
-        hex(&h),
-        st.size,
-        object::schema_name(st.schema_id)
-    );
+    show::put(o, name, &st);
     Ok(())
 }
 
@@ -310,29 +302,7 @@ fn get<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
     let name = a.str()?;
     a.finish()?;
     let (h, bytes) = object_of(s, name)?;
-    let d = object::decode(&bytes).map_err(err)?;
-    outln!(
-        o,
-        "{}: {} {} v{}, {} bytes",
-        Shown(name),
-        hex(&h),
-        object::schema_name(d.schema_id),
-        d.version,
-        bytes.len()
-    );
-    match d.body {
-        Body::Text(t) => outln!(o, "text: {}", Shown(&t)),
-        Body::Bytes(b) => {
-            let sum: [u8; 32] = Sha256::digest(&b).into();
-            outln!(o, "data: {} bytes, sha256 {}", b.len(), hex(&sum));
-        }
-        Body::Other { words } => outln!(
-            o,
-            "body: schema {:#018x}, {} words (not a schema this build decodes)",
-            d.schema_id,
-            words
-        ),
-    }
+    show::object(o, name, &h, &bytes).map_err(err)?;
     Ok(())
 }
 
@@ -357,42 +327,15 @@ fn stat<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
 
 fn ls_objects<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let list = s.session().store.list().map_err(err)?;
-    outln!(o, "{:<64}  {:>9}  {:<9}  refs", "hash", "bytes", "schema");
-    let mut total = 0;
-    for st in &list {
-        total += st.size;
-        outln!(
-            o,
-            "{}  {:>9}  {:<9}  {}",
-            hex(&st.hash),
-            st.size,
-            object::schema_name(st.schema_id),
-            st.refs
-        );
-    }
-    outln!(o, "{} object(s), {} bytes", list.len(), total);
+    show::objects(o, &list);
     Ok(())
 }
 
 fn run_fsck<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let sess = s.session();
     let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
-    outln!(
-        o,
-        "fsck: {} objects ({} bytes), {} names, {} directories, {} files ({} bytes), {} chunks",
-        r.objects,
-        r.object_bytes,
-        r.names,
-        r.dirs,
-        r.files,
-        r.file_bytes,
-        r.chunks
-    );
-    for p in &r.problems {
-        outln!(o, "problem: {}", p);
-    }
+    show::fsck(o, &r);
     if r.clean() {
-        outln!(o, "fsck: clean");
         Ok(())
     } else {
         Err(fail!("fsck: {} problem(s)", r.problems.len()))
@@ -509,14 +452,7 @@ fn ns<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             let prefix = a.opt_str().unwrap_or("");
             a.finish()?;
             let list = s.session().ns().list(prefix).map_err(err)?;
-            for e in &list {
-                match (e.hash, e.rights) {
-                    (Some(h), _) => outln!(o, "{:<9}  {}  {}", e.kind, hex(&h), Shown(&e.name)),
-                    (None, Some(r)) => outln!(o, "{:<9}  {:<64}  {}", e.kind, r, Shown(&e.name)),
-                    _ => outln!(o, "{:<9}  {:<64}  {}", e.kind, "", Shown(&e.name)),
-                }
-            }
-            outln!(o, "{} name(s)", list.len());
+            show::names(o, &list);
             Ok(())
         }
         Some("lookup") => {
@@ -664,13 +600,7 @@ fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             a.finish()?;
             let dir = root.open_dir(p).map_err(err)?;
             let ents = dir.list().map_err(err)?;
-            for e in &ents {
-                match e.kind {
-                    NodeKind::Dir => outln!(o, "d {:>12}  {}/", e.size, Shown(&e.name)),
-                    NodeKind::File => outln!(o, "f {:>12}  {}", e.size, Shown(&e.name)),
-                }
-            }
-            outln!(o, "{} entries", ents.len());
+            show::dir(o, &ents);
             Ok(())
         }
         Some("cat") => {
@@ -703,33 +633,7 @@ fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             let p = path_arg(a.str()?);
             a.finish()?;
             let st = root.stat(p).map_err(err)?;
-            outln!(o, "path        /{}", Shown(p));
-            outln!(
-                o,
-                "kind        {}",
-                if st.kind == NodeKind::Dir {
-                    "directory"
-                } else {
-                    "file"
-                }
-            );
-            outln!(
-                o,
-                "size        {}{}",
-                st.size,
-                if st.kind == NodeKind::Dir {
-                    " entries"
-                } else {
-                    " bytes"
-                }
-            );
-            outln!(o, "inode       {}", st.inode);
-            outln!(o, "generation  {}", st.generation);
-            outln!(o, "mtime       {} ns", st.mtime_ns);
-            outln!(o, "ctime       {} ns", st.ctime_ns);
-            if st.kind == NodeKind::File {
-                outln!(o, "chunk size  {}", st.chunk_size);
-            }
+            show::node(o, p, &st);
             Ok(())
         }
         Some("sum") => {
@@ -748,7 +652,7 @@ fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
                 off += n as u64;
             }
             let d: [u8; 32] = h.finalize().into();
-            outln!(o, "sha256 {}  {} bytes", hex(&d), off);
+            show::digest(o, &d, off);
             Ok(())
         }
         Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),

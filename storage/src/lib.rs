@@ -16,6 +16,7 @@ pub mod object;
 pub mod ram;
 pub mod rights;
 pub mod session;
+pub mod show;
 #[cfg(test)]
 mod tests;
 

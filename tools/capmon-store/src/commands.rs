@@ -9,11 +9,11 @@ use capmon_shell::{bad_arg, fail, Args, CmdError};
 use capmon_storage::backend::{self, OpenError, Superblock, SUPERBLOCK_BYTES};
 use capmon_storage::caps::Value;
 use capmon_storage::disk::{self, OpenFailure};
-use capmon_storage::engine::{ImportItem, NodeKind};
+use capmon_storage::engine::ImportItem;
 use capmon_storage::name::Shown;
 use capmon_storage::object::{self, hex, Body};
 use capmon_storage::session::Session;
-use capmon_storage::{fsck, Rights, StoreError};
+use capmon_storage::{fsck, show, Rights, StoreError};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::PathBuf;
@@ -133,6 +133,13 @@ macro_rules! line {
     ($o:expr, $($arg:tt)*) => {
         emit($o, format_args!("{}\n", format_args!($($arg)*))).map_err(CmdError::Failed)?
     };
+}
+
+/// Prints what one of `capmon_storage::show`'s renderings (the monitor's own lines) wrote.
+fn shown(o: Out, render: impl FnOnce(&mut String)) -> CmdResult {
+    let mut text = String::new();
+    render(&mut text);
+    emit(o, format_args!("{}", text)).map_err(CmdError::Failed)
 }
 
 fn write_raw(o: Out, bytes: &[u8]) -> CmdResult {
@@ -280,15 +287,7 @@ fn put(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     let ns = sess.ns();
     let h = ns.put(name, &msg, true).map_err(err)?;
     let st = ns.store().stat(&h).map_err(err)?;
-    line!(
-        o,
-        "put {}: {} ({} bytes, {})",
-        Shown(name),
-        hex(&h),
-        st.size,
-        object::schema_name(st.schema_id)
-    );
-    Ok(())
+    shown(o, |t| show::put(t, name, &st))
 }
 
 fn rm(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
@@ -315,13 +314,7 @@ fn ls(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     a.finish()?;
     let sess = session(ctx, false)?;
     let ents = sess.fs.open_dir(p).map_err(err)?.list().map_err(err)?;
-    for e in &ents {
-        match e.kind {
-            NodeKind::Dir => line!(o, "d {:>12}  {}/", e.size, Shown(&e.name)),
-            NodeKind::File => line!(o, "f {:>12}  {}", e.size, Shown(&e.name)),
-        }
-    }
-    line!(o, "{} entries", ents.len());
+    shown(o, |t| show::dir(t, &ents))?;
     Ok(())
 }
 
@@ -362,7 +355,7 @@ fn sum(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
         Ok(())
     })?;
     let d: [u8; 32] = h.finalize().into();
-    line!(o, "sha256 {}  {} bytes", hex(&d), len);
+    shown(o, |t| show::digest(t, &d, len))?;
     Ok(())
 }
 
@@ -370,22 +363,7 @@ fn stat(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     let p = path_arg(a.str()?);
     a.finish()?;
     let st = session(ctx, false)?.fs.stat(p).map_err(err)?;
-    let dir = st.kind == NodeKind::Dir;
-    line!(o, "path        /{}", Shown(p));
-    line!(o, "kind        {}", if dir { "directory" } else { "file" });
-    line!(
-        o,
-        "size        {}{}",
-        st.size,
-        if dir { " entries" } else { " bytes" }
-    );
-    line!(o, "inode       {}", st.inode);
-    line!(o, "generation  {}", st.generation);
-    line!(o, "mtime       {} ns", st.mtime_ns);
-    line!(o, "ctime       {} ns", st.ctime_ns);
-    if !dir {
-        line!(o, "chunk size  {}", st.chunk_size);
-    }
+    shown(o, |t| show::node(t, p, &st))?;
     Ok(())
 }
 
@@ -417,28 +395,9 @@ fn get(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
             )),
         };
     }
-    line!(
-        o,
-        "{}: {} {} v{}, {} bytes",
-        Shown(name),
-        hex(&h),
-        object::schema_name(d.schema_id),
-        d.version,
-        bytes.len()
-    );
-    match d.body {
-        Body::Text(t) => line!(o, "text: {}", Shown(&t)),
-        Body::Bytes(b) => {
-            let sum: [u8; 32] = Sha256::digest(&b).into();
-            line!(o, "data: {} bytes, sha256 {}", b.len(), hex(&sum));
-        }
-        Body::Other { words } => line!(
-            o,
-            "body: schema {:#018x}, {} words (not a schema this build decodes)",
-            d.schema_id,
-            words
-        ),
-    }
+    let mut r = Ok(());
+    shown(o, |t| r = show::object(t, name, &h, &bytes))?;
+    r.map_err(err)?;
     Ok(())
 }
 
@@ -446,20 +405,7 @@ fn objects(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     a.finish()?;
     let sess = session(ctx, false)?;
     let list = sess.store.list().map_err(err)?;
-    line!(o, "{:<64}  {:>9}  {:<9}  refs", "hash", "bytes", "schema");
-    let mut total = 0;
-    for st in &list {
-        total += st.size;
-        line!(
-            o,
-            "{}  {:>9}  {:<9}  {}",
-            hex(&st.hash),
-            st.size,
-            object::schema_name(st.schema_id),
-            st.refs
-        );
-    }
-    line!(o, "{} object(s), {} bytes", list.len(), total);
+    shown(o, |t| show::objects(t, &list))?;
     Ok(())
 }
 
@@ -471,14 +417,7 @@ fn names(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     // bound with, as the monitor's read-write root does (the engine itself stays read-only).
     let root = capmon_storage::caps::NamespaceCap::root(sess.engine.clone(), Rights::RW);
     let list = root.list(prefix).map_err(err)?;
-    for e in &list {
-        match (e.hash, e.rights) {
-            (Some(h), _) => line!(o, "{:<9}  {}  {}", e.kind, hex(&h), Shown(&e.name)),
-            (None, Some(r)) => line!(o, "{:<9}  {:<64}  {}", e.kind, r, Shown(&e.name)),
-            _ => line!(o, "{:<9}  {:<64}  {}", e.kind, "", Shown(&e.name)),
-        }
-    }
-    line!(o, "{} name(s)", list.len());
+    shown(o, |t| show::names(t, &list))?;
     Ok(())
 }
 
@@ -531,22 +470,8 @@ fn run_fsck(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
 
 fn report_fsck(sess: Session, o: Out) -> CmdResult {
     let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
-    line!(
-        o,
-        "fsck: {} objects ({} bytes), {} names, {} directories, {} files ({} bytes), {} chunks",
-        r.objects,
-        r.object_bytes,
-        r.names,
-        r.dirs,
-        r.files,
-        r.file_bytes,
-        r.chunks
-    );
-    for p in &r.problems {
-        line!(o, "problem: {}", p);
-    }
+    shown(o, |t| show::fsck(t, &r))?;
     if r.clean() {
-        line!(o, "fsck: clean");
         Ok(())
     } else {
         Err(fail!("fsck: {} problem(s)", r.problems.len()))
