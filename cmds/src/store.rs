@@ -250,18 +250,7 @@ fn put<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
         let pat = Pattern::parse(p).map_err(|e| bad_arg!("PATTERN: {}", e))?;
         let size = a.size("SIZE")?;
         a.finish()?;
-        if size > object::MAX_OBJECT_BYTES as u64 {
-            return Err(err(StoreError::TooLarge {
-                size,
-                limit: object::MAX_OBJECT_BYTES as u64,
-            }));
-        }
-        let mut data = Vec::new();
-        data.try_reserve_exact(size as usize)
-            .map_err(|_| fail!("no memory for {} bytes", size))?;
-        data.resize(size as usize, 0);
-        pat.fill(0, &mut data);
-        object::bytes(&data)
+        object::pattern(&pat, size).map_err(err)?
     } else {
         let words = a.rest();
         if words.is_empty() {

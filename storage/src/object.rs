@@ -155,6 +155,24 @@ pub fn bytes(data: &[u8]) -> Vec<u8> {
     capnp::serialize::write_message_to_words(&m)
 }
 
+/// A `BytesBody` object of `size` bytes of pattern `p` (`store put NAME --pattern P SIZE`):
+/// `TooLarge` past the size limit, `NoSpace` if memory for it cannot be had (never an
+/// allocation abort).
+pub fn pattern(p: &capmon_block::Pattern, size: u64) -> Result<Vec<u8>> {
+    if size > MAX_OBJECT_BYTES as u64 {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: MAX_OBJECT_BYTES as u64,
+        });
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(size as usize)
+        .map_err(|_| StoreError::NoSpace(alloc::format!("no memory for {} bytes", size)))?;
+    data.resize(size as usize, 0);
+    p.fill(0, &mut data);
+    Ok(bytes(&data))
+}
+
 /// A stored object, decoded for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {

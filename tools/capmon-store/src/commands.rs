@@ -267,15 +267,7 @@ fn put(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
         let pat = Pattern::parse(p).map_err(|e| bad_arg!("PATTERN: {}", e))?;
         let size = a.size("SIZE")?;
         a.finish()?;
-        if size > object::MAX_OBJECT_BYTES as u64 {
-            return Err(err(StoreError::TooLarge {
-                size,
-                limit: object::MAX_OBJECT_BYTES as u64,
-            }));
-        }
-        let mut data = vec![0u8; size as usize];
-        pat.fill(0, &mut data);
-        object::bytes(&data)
+        object::pattern(&pat, size).map_err(err)?
     } else {
         let words = a.rest();
         if words.is_empty() {
