@@ -763,8 +763,8 @@ impl Engine for DiskEngine {
     }
 }
 
-fn inode_in(tx: &ReadTransaction, ino: u64) -> Result<(NodeStat, u64)> {
-    let t = tx.open_table(INODES).map_err(io)?;
+/// Inode `ino` from the inode table of either kind of transaction.
+fn inode_of(t: &impl ReadableTable<u64, &'static [u8]>, ino: u64) -> Result<(NodeStat, u64)> {
     let g = t
         .get(ino)
         .map_err(io)?
@@ -772,13 +772,12 @@ fn inode_in(tx: &ReadTransaction, ino: u64) -> Result<(NodeStat, u64)> {
     decode_inode(ino, g.value())
 }
 
+fn inode_in(tx: &ReadTransaction, ino: u64) -> Result<(NodeStat, u64)> {
+    inode_of(&tx.open_table(INODES).map_err(io)?, ino)
+}
+
 fn inode_w(tx: &WriteTransaction, ino: u64) -> Result<(NodeStat, u64)> {
-    let t = tx.open_table(INODES).map_err(io)?;
-    let g = t
-        .get(ino)
-        .map_err(io)?
-        .ok_or_else(|| StoreError::NotFound(format!("inode {}", ino)))?;
-    decode_inode(ino, g.value())
+    inode_of(&tx.open_table(INODES).map_err(io)?, ino)
 }
 
 // ---- opening a partition ----
