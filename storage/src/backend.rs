@@ -463,6 +463,9 @@ struct Inner<D> {
     cache: Cache,
 }
 
+/// Dirty bytes the cache holds at most before it writes them out (without a flush).
+pub const DIRTY_LIMIT: u64 = 16 << 20;
+
 /// Clean pages the cache keeps (dirty ones stay until the next `sync_data` whatever their
 /// number): the working set of a monitor's store, like a small page cache.
 pub const CACHE_BYTES: usize = 32 << 20;
@@ -830,6 +833,12 @@ impl<D: BlockDevice> Inner<D> {
             p.data[within..within + n].copy_from_slice(&data[done..done + n]);
             self.cache.dirty.insert(idx);
             done += n;
+        }
+        // Work committed without a flush (the file system's) can pile up between syncs: past
+        // a bound it goes to the device early, unflushed, which the durability model allows
+        // (redb never overwrites a page the last durable commit reaches).
+        if self.cache.dirty.len() as u64 * page > DIRTY_LIMIT {
+            self.write_out()?;
         }
         Ok(())
     }

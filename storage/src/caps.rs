@@ -96,8 +96,8 @@ pub struct NameEntry {
     pub rights: Option<Rights>,
 }
 
-/// Common to every capability.
-pub trait Cap {
+/// Common to every capability. Capabilities are shared between CPUs (`fs race`).
+pub trait Cap: Send + Sync {
     fn rights(&self) -> Rights;
     /// `store`, a namespace's prefix, a path.
     fn describe(&self) -> String;
@@ -136,21 +136,103 @@ pub trait Namespace: Cap {
     fn store(&self) -> Arc<dyn Store>;
 }
 
+/// Paths are relative to the directory (`name::check_path`). Every mutation needs `w`, is one
+/// atomic operation, and is durable at the next `sync` (docs/storage.md).
 pub trait Directory: Cap {
     /// The entries of this directory.
     fn list(&self) -> Result<Vec<DirEnt>>;
     /// `path` relative to this directory; "" is the directory itself.
     fn stat(&self, path: &str) -> Result<NodeStat>;
+    /// Opens a file with `rights` (at most this directory's; its `w` covers `a`). A file opened
+    /// with `w` or `a` holds the file's one writer slot until every copy of the capability is
+    /// dropped: a second open for writing is `Busy` (the writer policy).
     fn open(&self, path: &str, rights: Rights) -> Result<Arc<dyn File>>;
+    /// The same, creating an empty file first if there is none (`create` needs `w`).
+    fn open_or_create(&self, path: &str, rights: Rights) -> Result<Arc<dyn File>>;
     fn open_dir(&self, path: &str) -> Result<Arc<dyn Directory>>;
     fn read_only(&self) -> Arc<dyn Directory>;
     fn restrict(&self, r: Rights) -> Arc<dyn Directory>;
+    /// A new empty directory (`Exists` if the name is taken).
+    fn mkdir(&self, path: &str) -> Result<()>;
+    /// A new empty file (`Exists` if the name is taken).
+    fn create(&self, path: &str) -> Result<()>;
+    /// Makes `path` a file holding exactly `data` (created, or its contents replaced) in one
+    /// step. `Busy` while another capability writes it.
+    fn put(&self, path: &str, data: &[u8]) -> Result<()>;
+    /// Removes a file, an empty directory, or with `recursive` a tree; returns how many nodes
+    /// went. `Busy` if a file in it is open for writing.
+    fn remove(&self, path: &str, recursive: bool) -> Result<u64>;
+    /// Renames atomically, within or across directories under this one (POSIX rename: a file
+    /// there is replaced; a directory cannot move into itself).
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Makes everything done so far durable.
+    fn sync(&self) -> Result<()>;
 }
 
+/// An open file. `read` needs `r`; `write` and `truncate` need `w`; `append` needs `w` or `a`.
 pub trait File: Cap {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
     fn stat(&self) -> Result<NodeStat>;
     fn restrict(&self, r: Rights) -> Arc<dyn File>;
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Writes at the end, atomically; returns the offset the data landed at.
+    fn append(&self, data: &[u8]) -> Result<u64>;
+    fn truncate(&self, size: u64) -> Result<()>;
+    fn sync(&self) -> Result<()>;
+}
+
+/// The writer policy's table: the inodes some File capability holds open for writing (one
+/// per engine, `Engine::writers`). Taken only briefly, and never while waiting for the engine,
+/// so it cannot deadlock with it.
+#[derive(Default)]
+pub struct Writers(spin::Mutex<alloc::collections::BTreeSet<u64>>);
+
+impl Writers {
+    /// Whether a capability holds `inode` open for writing.
+    pub fn held(&self, inode: u64) -> bool {
+        self.0.lock().contains(&inode)
+    }
+
+    fn claim(&self, inode: u64) -> bool {
+        self.0.lock().insert(inode)
+    }
+
+    fn release(&self, inode: u64) {
+        self.0.lock().remove(&inode);
+    }
+
+    /// How many files are open for writing.
+    pub fn count(&self) -> usize {
+        self.0.lock().len()
+    }
+}
+
+/// The writer slot of one file, released when the last capability sharing it is dropped.
+struct WriterSlot {
+    engine: EngineRef,
+    inode: u64,
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        self.engine.writers().release(self.inode);
+    }
+}
+
+/// The error of the writer policy.
+pub fn writer_busy(path: &str) -> StoreError {
+    StoreError::Busy(format!(
+        "{} is open for writing by another capability",
+        name::Shown(path)
+    ))
+}
+
+/// The error of a directory renamed into its own subtree.
+pub fn into_itself(from: &str, to: &str) -> StoreError {
+    StoreError::InvalidName {
+        name: format!("{} -> {}", from, to),
+        why: "a directory cannot move into itself",
+    }
 }
 
 fn need(have: Rights, want: Rights, what: &'static str, cap: &dyn Cap) -> Result<()> {
@@ -324,6 +406,9 @@ impl NamespaceCap {
                         DirCap::root(e, rights).open_dir(&r.path)?.restrict(rights),
                     ),
                     CapKind::File => {
+                        // A bound file capability opens read-only whatever it was bound with:
+                        // the writer slot belongs to whoever opened the file, and a lookup
+                        // must not take it behind their back.
                         let root = DirCap::root(e, Rights::READ);
                         Value::File(root.open(&r.path, Rights::READ)?.restrict(rights))
                     }
@@ -545,25 +630,11 @@ impl Directory for DirCap {
     }
 
     fn open(&self, path: &str, rights: Rights) -> Result<Arc<dyn File>> {
-        need(self.rights, rights, "open", self)?;
-        if path.is_empty() {
-            return Err(StoreError::IsDirectory(self.describe()));
-        }
-        let (ino, full) = self.walk(path)?;
-        if self.engine.fs_stat(ino)?.kind == NodeKind::Dir {
-            return Err(StoreError::IsDirectory(path.to_string()));
-        }
-        if rights.contains(Rights::WRITE) || rights.contains(Rights::APPEND) {
-            return Err(StoreError::Unsupported(
-                "files are read-only in this build".to_string(),
-            ));
-        }
-        Ok(Arc::new(FileCap {
-            engine: self.engine.clone(),
-            inode: ino,
-            path: full,
-            rights: rights & self.rights,
-        }))
+        self.open_file(path, rights, false)
+    }
+
+    fn open_or_create(&self, path: &str, rights: Rights) -> Result<Arc<dyn File>> {
+        self.open_file(path, rights, true)
     }
 
     fn open_dir(&self, path: &str) -> Result<Arc<dyn Directory>> {
@@ -591,6 +662,150 @@ impl Directory for DirCap {
             rights: self.rights & r,
         })
     }
+
+    fn mkdir(&self, path: &str) -> Result<()> {
+        self.mutating("mkdir")?;
+        let (dir, leaf) = self.parent_of(path)?;
+        self.engine.fs_create(dir, leaf, NodeKind::Dir).map(|_| ())
+    }
+
+    fn create(&self, path: &str) -> Result<()> {
+        self.mutating("create")?;
+        let (dir, leaf) = self.parent_of(path)?;
+        self.engine.fs_create(dir, leaf, NodeKind::File).map(|_| ())
+    }
+
+    fn put(&self, path: &str, data: &[u8]) -> Result<()> {
+        self.mutating("put")?;
+        let (dir, leaf) = self.parent_of(path)?;
+        let w = self.engine.writers();
+        self.engine
+            .fs_put(dir, leaf, data, &|i| w.held(i))
+            .map_err(|e| name_busy(e, path))
+            .map(|_| ())
+    }
+
+    fn remove(&self, path: &str, recursive: bool) -> Result<u64> {
+        self.mutating("remove")?;
+        let (dir, leaf) = self.parent_of(path)?;
+        let w = self.engine.writers();
+        self.engine
+            .fs_remove(dir, leaf, recursive, &|i| w.held(i))
+            .map_err(|e| name_busy(e, path))
+            .map_err(|e| renamed(e, leaf, path))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.mutating("rename")?;
+        let (fd, fl) = self.parent_of(from)?;
+        let (td, tl) = self.parent_of(to)?;
+        let w = self.engine.writers();
+        self.engine
+            .fs_rename(fd, fl, td, tl, &|i| w.held(i))
+            .map_err(|e| match e {
+                StoreError::InvalidName { why, .. } if why.contains("into itself") => {
+                    into_itself(from, to)
+                }
+                StoreError::Busy(_) => writer_busy(to),
+                e => renamed(renamed(e, fl, from), tl, to),
+            })
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.engine.sync()
+    }
+}
+
+/// An engine error naming a leaf, renamed to the path the caller gave.
+fn renamed(e: StoreError, leaf: &str, path: &str) -> StoreError {
+    match e {
+        StoreError::NotFound(n) if n == leaf => StoreError::NotFound(path.to_string()),
+        StoreError::Exists(n) if n == leaf => StoreError::Exists(path.to_string()),
+        StoreError::NotEmpty(n) if n == leaf => StoreError::NotEmpty(path.to_string()),
+        StoreError::IsDirectory(n) if n == leaf => StoreError::IsDirectory(path.to_string()),
+        StoreError::NotDirectory(n) if n == leaf => StoreError::NotDirectory(path.to_string()),
+        e => e,
+    }
+}
+
+fn name_busy(e: StoreError, path: &str) -> StoreError {
+    match e {
+        StoreError::Busy(_) => writer_busy(path),
+        e => e,
+    }
+}
+
+impl DirCap {
+    /// Every mutation needs `w` and a writable engine.
+    fn mutating(&self, what: &'static str) -> Result<()> {
+        need(self.rights, Rights::WRITE, what, self)?;
+        writable(&self.engine, what, self)
+    }
+
+    /// The directory holding `path` (walked from this one) and the last component.
+    fn parent_of<'p>(&self, path: &'p str) -> Result<(u64, &'p str)> {
+        name::check(path)?;
+        let (parent, leaf) = match path.rsplit_once('/') {
+            Some((p, l)) => (p, l),
+            None => ("", path),
+        };
+        let (ino, _) = self.walk(parent)?;
+        if self.engine.fs_stat(ino)?.kind != NodeKind::Dir {
+            return Err(StoreError::NotDirectory(parent.to_string()));
+        }
+        Ok((ino, leaf))
+    }
+
+    fn open_file(&self, path: &str, rights: Rights, create: bool) -> Result<Arc<dyn File>> {
+        // A directory's `w` covers `a` (appending is a narrower write).
+        let have = if self.rights.can_write() {
+            Rights::from_bits(self.rights.bits() | Rights::APPEND.bits())
+        } else {
+            self.rights
+        };
+        need(have, rights, "open", self)?;
+        if path.is_empty() {
+            return Err(StoreError::IsDirectory(self.describe()));
+        }
+        let writes = rights.contains(Rights::WRITE) || rights.contains(Rights::APPEND);
+        if writes {
+            writable(&self.engine, "open for writing", self)?;
+        }
+        let (ino, full) = match self.walk(path) {
+            Err(StoreError::NotFound(_)) if create => {
+                need(self.rights, Rights::WRITE, "create", self)?;
+                let (dir, leaf) = self.parent_of(path)?;
+                match self.engine.fs_create(dir, leaf, NodeKind::File) {
+                    // Another CPU made it first: open what it made.
+                    Ok(_) | Err(StoreError::Exists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.walk(path)?
+            }
+            r => r?,
+        };
+        if self.engine.fs_stat(ino)?.kind == NodeKind::Dir {
+            return Err(StoreError::IsDirectory(path.to_string()));
+        }
+        let slot = if writes {
+            if !self.engine.writers().claim(ino) {
+                return Err(writer_busy(path));
+            }
+            Some(Arc::new(WriterSlot {
+                engine: self.engine.clone(),
+                inode: ino,
+            }))
+        } else {
+            None
+        };
+        Ok(Arc::new(FileCap {
+            engine: self.engine.clone(),
+            inode: ino,
+            path: full,
+            rights: rights & have,
+            slot,
+        }))
+    }
 }
 
 pub struct FileCap {
@@ -598,6 +813,9 @@ pub struct FileCap {
     inode: u64,
     path: String,
     rights: Rights,
+    /// The writer slot, when the capability was opened for writing (shared by its restricted
+    /// copies; one that keeps neither `w` nor `a` drops it).
+    slot: Option<Arc<WriterSlot>>,
 }
 
 impl Cap for FileCap {
@@ -630,11 +848,52 @@ impl File for FileCap {
     }
 
     fn restrict(&self, r: Rights) -> Arc<dyn File> {
+        let rights = self.rights & r;
+        let writes = rights.contains(Rights::WRITE) || rights.contains(Rights::APPEND);
         Arc::new(FileCap {
             engine: self.engine.clone(),
             inode: self.inode,
             path: self.path.clone(),
-            rights: self.rights & r,
+            rights,
+            slot: if writes { self.slot.clone() } else { None },
         })
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.writing(Rights::WRITE, "write")?;
+        self.engine
+            .fs_write(self.inode, At::Offset(offset), data)
+            .map(|_| ())
+    }
+
+    fn append(&self, data: &[u8]) -> Result<u64> {
+        if !self.rights.contains(Rights::WRITE) {
+            self.writing(Rights::APPEND, "append")?;
+        } else {
+            self.writing(Rights::WRITE, "append")?;
+        }
+        self.engine.fs_write(self.inode, At::End, data)
+    }
+
+    fn truncate(&self, size: u64) -> Result<()> {
+        self.writing(Rights::WRITE, "truncate")?;
+        self.engine.fs_truncate(self.inode, size)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.engine.sync()
+    }
+}
+
+impl FileCap {
+    fn writing(&self, right: Rights, what: &'static str) -> Result<()> {
+        need(self.rights, right, what, self)?;
+        writable(&self.engine, what, self)?;
+        // A capability with the right always holds the slot (`open` took it); one that was
+        // made otherwise cannot write.
+        if self.slot.is_none() {
+            return Err(writer_busy(&self.path));
+        }
+        Ok(())
     }
 }

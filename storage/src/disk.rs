@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 use capmon_schema::storage_capnp::{
     inode, rights as rights_capnp, stored_binding, sturdy_ref, NodeKind as Kind,
 };
+use core::sync::atomic::{AtomicU64, Ordering};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition, WriteTransaction,
@@ -82,6 +83,38 @@ pub struct DiskEngine {
     read_only: bool,
     pub(crate) db: Mutex<Db>,
     dev: alloc::boxed::Box<dyn DeviceInfo>,
+    clock: ClockFn,
+    writers: crate::caps::Writers,
+    /// Transactions committed without a flush since the last durable commit.
+    unsynced: AtomicU64,
+}
+
+/// How long an operation waits for another CPU's transaction before it says `Busy`.
+pub const LOCK_WAIT_NS: u64 = 2_000_000_000;
+
+/// Takes `m`, waiting up to `LOCK_WAIT_NS` by `clock` while another CPU holds it (every
+/// operation holds it for one transaction). A lock still held then was left by a stopped
+/// command, or by one far longer than any operation should take: `Busy`, never a hang. With a
+/// clock that does not move (tests), the wait is bounded by a spin count instead.
+pub(crate) fn lock_bounded<T>(m: &Mutex<T>, clock: ClockFn) -> Result<spin::MutexGuard<'_, T>> {
+    if let Some(g) = m.try_lock() {
+        return Ok(g);
+    }
+    let start = clock();
+    let mut spins: u64 = 0;
+    loop {
+        for _ in 0..64 {
+            core::hint::spin_loop();
+        }
+        if let Some(g) = m.try_lock() {
+            return Ok(g);
+        }
+        spins += 1;
+        let waited = clock().wrapping_sub(start);
+        if waited > LOCK_WAIT_NS || (waited == 0 && spins > 100_000) {
+            return Err(busy());
+        }
+    }
 }
 
 /// A redb error as a store error: "full" becomes `NoSpace`, corruption `Corrupt`.
@@ -96,10 +129,11 @@ pub(crate) fn io<E: core::fmt::Display>(e: E) -> StoreError {
     }
 }
 
-/// The error of an engine whose lock an aborted command left held.
+/// The error of an engine whose lock stayed held past `LOCK_WAIT_NS`.
 pub(crate) fn busy() -> StoreError {
     StoreError::Busy(String::from(
-        "a stopped command left the store locked; `store reopen` opens it afresh",
+        "the store stayed locked for 2 s (a stopped command may have left it locked; \
+         `store reopen` opens it afresh)",
     ))
 }
 
@@ -282,6 +316,9 @@ impl DiskEngine {
             read_only: matches!(db, Db::Ro(_)),
             db: Mutex::new(db),
             dev,
+            clock: no_clock,
+            writers: crate::caps::Writers::default(),
+            unsynced: AtomicU64::new(0),
         };
         let layout = e.read(|tx| {
             let meta = tx.open_table(META).map_err(io)?;
@@ -312,7 +349,13 @@ impl DiskEngine {
     /// (a fault, a panic, `on`'s timeout) while it used the store. Waiting would hang the
     /// monitor for good; `store reopen` gives a fresh engine instead.
     fn lock(&self) -> Result<spin::MutexGuard<'_, Db>> {
-        self.db.try_lock().ok_or_else(busy)
+        lock_bounded(&self.db, self.clock)
+    }
+
+    /// The same engine, stamping times from `clock` and timing its lock waits by it.
+    pub fn with_clock(mut self, clock: ClockFn) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
@@ -324,6 +367,26 @@ impl DiskEngine {
     /// One write transaction: `f`, then the generation bumped, then a durable commit. An error
     /// from `f` aborts it, leaving the store as it was.
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        self.write_as(true, f)
+    }
+
+    /// A file-system transaction: committed without a flush (durable at the next durable
+    /// commit), unless the store is close to full. There a failing transaction (no space)
+    /// makes redb reopen the database, which would drop what was committed without a flush;
+    /// so near the end of the partition every commit is durable, and a full partition never
+    /// costs an operation that returned.
+    fn write_fs<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let cap = self.dev.capacity();
+        let margin = (cap / 8).max(8 << 20);
+        let durable = self.dev.used().saturating_add(margin) > cap;
+        self.write_as(durable, f)
+    }
+
+    fn write_as<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
         let db = self.lock()?;
         let d = match &*db {
             Db::Rw(d) => d,
@@ -336,7 +399,10 @@ impl DiskEngine {
             Db::Closed(why) => return Err(StoreError::Io(why.clone())),
         };
         let r = (|| {
-            let tx = d.begin_write().map_err(io)?;
+            let mut tx = d.begin_write().map_err(io)?;
+            if !durable {
+                tx.set_durability(redb::Durability::None).map_err(io)?;
+            }
             let v = f(&tx)?;
             {
                 let mut meta = tx.open_table(META).map_err(io)?;
@@ -344,12 +410,21 @@ impl DiskEngine {
                 meta.insert("generation", g + 1).map_err(io)?;
             }
             tx.commit().map_err(io)?;
+            if durable {
+                self.unsynced.store(0, Ordering::Relaxed);
+            } else {
+                self.unsynced.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(v)
         })();
         if let Err(StoreError::Io(_) | StoreError::NoSpace(_)) = &r {
             // redb refuses everything after a device error ("previous I/O error") until the
             // database is reopened; reopening recovers the last commit, which the failed
             // transaction never reached.
+            // What was committed without a flush is lost with the reopening (it never was
+            // durable); `write_fs` makes every commit durable near a full partition, so that
+            // one cannot cost it.
+            self.unsynced.store(0, Ordering::Relaxed);
             let mut db = db;
             *db = Db::Closed(String::from("the store is closed after an I/O error"));
             *db = match self.dev.reopen() {
@@ -664,6 +739,240 @@ impl Engine for DiskEngine {
         })
     }
 
+    fn now_ns(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn writers(&self) -> &crate::caps::Writers {
+        &self.writers
+    }
+
+    fn fs_create(&self, dir: u64, name: &str, kind: NodeKind) -> Result<u64> {
+        crate::name::check_component(name)?;
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            dir_w(tx, dir)?;
+            if entry_w(tx, dir, name)?.is_some() {
+                return Err(StoreError::Exists(name.to_string()));
+            }
+            let ino = alloc_inode(tx)?;
+            let st = NodeStat {
+                kind,
+                size: 0,
+                inode: ino,
+                generation: 1,
+                mtime_ns: now,
+                ctime_ns: now,
+                chunk_size: if kind == NodeKind::File {
+                    CHUNK_SIZE
+                } else {
+                    0
+                },
+            };
+            put_inode(tx, &st, dir)?;
+            tx.open_table(DIRENTS)
+                .map_err(io)?
+                .insert((dir, name), ino)
+                .map_err(io)?;
+            dir_changed(tx, dir, 1, now)?;
+            Ok(ino)
+        })
+    }
+
+    fn fs_put(&self, dir: u64, name: &str, data: &[u8], in_use: InUse<'_>) -> Result<u64> {
+        crate::name::check_component(name)?;
+        size_ok(data.len() as u64)?;
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            dir_w(tx, dir)?;
+            let (mut st, ino) = match entry_w(tx, dir, name)? {
+                Some(ino) => {
+                    let (st, _) = inode_w(tx, ino)?;
+                    if st.kind == NodeKind::Dir {
+                        return Err(StoreError::IsDirectory(name.to_string()));
+                    }
+                    if in_use(ino) {
+                        return Err(crate::caps::writer_busy(name));
+                    }
+                    cut_chunks(tx, ino, st.chunk_size as u64, 0)?;
+                    (st, ino)
+                }
+                None => {
+                    let ino = alloc_inode(tx)?;
+                    tx.open_table(DIRENTS)
+                        .map_err(io)?
+                        .insert((dir, name), ino)
+                        .map_err(io)?;
+                    dir_changed(tx, dir, 1, now)?;
+                    let st = NodeStat {
+                        kind: NodeKind::File,
+                        size: 0,
+                        inode: ino,
+                        generation: 0,
+                        mtime_ns: now,
+                        ctime_ns: now,
+                        chunk_size: CHUNK_SIZE,
+                    };
+                    (st, ino)
+                }
+            };
+            write_chunks(tx, ino, st.chunk_size as u64, 0, data)?;
+            st.size = data.len() as u64;
+            st.generation += 1;
+            st.mtime_ns = now;
+            st.ctime_ns = now;
+            put_inode(tx, &st, dir)?;
+            Ok(ino)
+        })
+    }
+
+    fn fs_write(&self, ino: u64, at: At, data: &[u8]) -> Result<u64> {
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            let (mut st, parent) = file_w(tx, ino)?;
+            let off = match at {
+                At::Offset(o) => o,
+                At::End => st.size,
+            };
+            let end = off.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+            size_ok(end)?;
+            write_chunks(tx, ino, st.chunk_size as u64, off, data)?;
+            st.size = st.size.max(end);
+            st.generation += 1;
+            st.mtime_ns = now;
+            st.ctime_ns = now;
+            put_inode(tx, &st, parent)?;
+            Ok(off)
+        })
+    }
+
+    fn fs_truncate(&self, ino: u64, size: u64) -> Result<()> {
+        size_ok(size)?;
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            let (mut st, parent) = file_w(tx, ino)?;
+            if size < st.size {
+                cut_chunks(tx, ino, st.chunk_size as u64, size)?;
+            }
+            st.size = size;
+            st.generation += 1;
+            st.mtime_ns = now;
+            st.ctime_ns = now;
+            put_inode(tx, &st, parent)
+        })
+    }
+
+    fn fs_remove(&self, dir: u64, name: &str, recursive: bool, in_use: InUse<'_>) -> Result<u64> {
+        crate::name::check_component(name)?;
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            dir_w(tx, dir)?;
+            let ino =
+                entry_w(tx, dir, name)?.ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+            let nodes = subtree_w(tx, ino)?;
+            if nodes.len() > 1 && !recursive {
+                return Err(StoreError::NotEmpty(name.to_string()));
+            }
+            if nodes.iter().any(|&(i, _)| in_use(i)) {
+                return Err(crate::caps::writer_busy(name));
+            }
+            tx.open_table(DIRENTS)
+                .map_err(io)?
+                .remove((dir, name))
+                .map_err(io)?;
+            drop_nodes(tx, &nodes)?;
+            dir_changed(tx, dir, -1, now)?;
+            Ok(nodes.len() as u64)
+        })
+    }
+
+    fn fs_rename(
+        &self,
+        from_dir: u64,
+        from: &str,
+        to_dir: u64,
+        to: &str,
+        in_use: InUse<'_>,
+    ) -> Result<()> {
+        crate::name::check_component(from)?;
+        crate::name::check_component(to)?;
+        let now = self.now_ns();
+        self.write_fs(|tx| {
+            dir_w(tx, from_dir)?;
+            dir_w(tx, to_dir)?;
+            let src = entry_w(tx, from_dir, from)?
+                .ok_or_else(|| StoreError::NotFound(from.to_string()))?;
+            let (mut sst, _) = inode_w(tx, src)?;
+            if sst.kind == NodeKind::Dir {
+                // A directory cannot go under itself: walk up from the target directory.
+                let mut d = to_dir;
+                let mut steps = 0u32;
+                loop {
+                    if d == src {
+                        return Err(crate::caps::into_itself(from, to));
+                    }
+                    if d == ROOT_INODE {
+                        break;
+                    }
+                    steps += 1;
+                    if steps > 1_000_000 {
+                        return Err(corrupt("a directory's parents loop"));
+                    }
+                    d = inode_w(tx, d)?.1;
+                }
+            }
+            let dst = entry_w(tx, to_dir, to)?;
+            if dst == Some(src) {
+                return Ok(());
+            }
+            if let Some(d) = dst {
+                let (dst_st, _) = inode_w(tx, d)?;
+                match (sst.kind, dst_st.kind) {
+                    (NodeKind::File, NodeKind::Dir) => {
+                        return Err(StoreError::IsDirectory(to.to_string()))
+                    }
+                    (NodeKind::Dir, NodeKind::File) => {
+                        return Err(StoreError::NotDirectory(to.to_string()))
+                    }
+                    (NodeKind::Dir, NodeKind::Dir) if dst_st.size > 0 => {
+                        return Err(StoreError::NotEmpty(to.to_string()))
+                    }
+                    _ => {}
+                }
+                if in_use(d) {
+                    return Err(crate::caps::writer_busy(to));
+                }
+                drop_nodes(tx, &[(d, dst_st.kind)])?;
+            }
+            {
+                let mut t = tx.open_table(DIRENTS).map_err(io)?;
+                t.remove((from_dir, from)).map_err(io)?;
+                t.insert((to_dir, to), src).map_err(io)?;
+            }
+            sst.ctime_ns = now;
+            put_inode(tx, &sst, to_dir)?;
+            let added = if dst.is_some() { 0 } else { 1 };
+            if from_dir == to_dir {
+                dir_changed(tx, from_dir, added - 1, now)?;
+            } else {
+                dir_changed(tx, from_dir, -1, now)?;
+                dir_changed(tx, to_dir, added, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn sync(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.write(|_| Ok(()))
+    }
+
+    fn unsynced(&self) -> u64 {
+        self.unsynced.load(Ordering::Relaxed)
+    }
+
     fn import(&self, items: &[ImportItem<'_>]) -> Result<()> {
         self.write(|tx| {
             let mut next = {
@@ -778,6 +1087,184 @@ fn inode_in(tx: &ReadTransaction, ino: u64) -> Result<(NodeStat, u64)> {
 
 fn inode_w(tx: &WriteTransaction, ino: u64) -> Result<(NodeStat, u64)> {
     inode_of(&tx.open_table(INODES).map_err(io)?, ino)
+}
+
+// ---- file-system helpers inside a write transaction ----
+
+fn put_inode(tx: &WriteTransaction, st: &NodeStat, parent: u64) -> Result<()> {
+    tx.open_table(INODES)
+        .map_err(io)?
+        .insert(st.inode, encode_inode(st, parent).as_slice())
+        .map_err(io)?;
+    Ok(())
+}
+
+fn dir_w(tx: &WriteTransaction, ino: u64) -> Result<(NodeStat, u64)> {
+    let (st, p) = inode_w(tx, ino)?;
+    if st.kind != NodeKind::Dir {
+        return Err(StoreError::NotDirectory(format!("inode {}", ino)));
+    }
+    Ok((st, p))
+}
+
+fn file_w(tx: &WriteTransaction, ino: u64) -> Result<(NodeStat, u64)> {
+    let (st, p) = inode_w(tx, ino)?;
+    if st.kind != NodeKind::File {
+        return Err(StoreError::IsDirectory(format!("inode {}", ino)));
+    }
+    Ok((st, p))
+}
+
+fn entry_w(tx: &WriteTransaction, dir: u64, name: &str) -> Result<Option<u64>> {
+    let t = tx.open_table(DIRENTS).map_err(io)?;
+    let v = t.get((dir, name)).map_err(io)?.map(|g| g.value());
+    Ok(v)
+}
+
+fn alloc_inode(tx: &WriteTransaction) -> Result<u64> {
+    let mut meta = tx.open_table(META).map_err(io)?;
+    let next = meta
+        .get("next_inode")
+        .map_err(io)?
+        .map(|g| g.value())
+        .ok_or_else(|| corrupt("no next_inode record"))?;
+    meta.insert("next_inode", next + 1).map_err(io)?;
+    Ok(next)
+}
+
+/// Directory `dir` gained (`+1`) or lost (`-1`) an entry.
+fn dir_changed(tx: &WriteTransaction, dir: u64, delta: i64, now: u64) -> Result<()> {
+    let (mut st, parent) = dir_w(tx, dir)?;
+    st.size = (st.size as i64 + delta).max(0) as u64;
+    st.generation += 1;
+    st.mtime_ns = now;
+    st.ctime_ns = now;
+    put_inode(tx, &st, parent)
+}
+
+fn size_ok(size: u64) -> Result<()> {
+    if size > MAX_FILE_SIZE {
+        return Err(StoreError::TooLarge {
+            what: "file",
+            size,
+            limit: MAX_FILE_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `data` at `off` into the chunks of file `ino` (chunk size `cs`). A chunk keeps only
+/// the bytes up to the last one written in it; the rest of its window reads as zeros.
+fn write_chunks(tx: &WriteTransaction, ino: u64, cs: u64, off: u64, data: &[u8]) -> Result<()> {
+    let mut chunks = tx.open_table(CHUNKS).map_err(io)?;
+    let mut done = 0usize;
+    while done < data.len() {
+        let pos = off + done as u64;
+        let (idx, within) = (pos / cs, (pos % cs) as usize);
+        let k = (cs as usize - within).min(data.len() - done);
+        let src = &data[done..done + k];
+        if within == 0 && k == cs as usize {
+            chunks.insert((ino, idx), src).map_err(io)?;
+        } else {
+            let mut c = chunks
+                .get((ino, idx))
+                .map_err(io)?
+                .map(|g| g.value().to_vec())
+                .unwrap_or_default();
+            if c.len() < within + k {
+                c.resize(within + k, 0);
+            }
+            c[within..within + k].copy_from_slice(src);
+            chunks.insert((ino, idx), c.as_slice()).map_err(io)?;
+        }
+        done += k;
+    }
+    Ok(())
+}
+
+/// Drops every byte of file `ino` at or past `size`.
+fn cut_chunks(tx: &WriteTransaction, ino: u64, cs: u64, size: u64) -> Result<()> {
+    let mut chunks = tx.open_table(CHUNKS).map_err(io)?;
+    let first_gone = size.div_ceil(cs);
+    let keys: Vec<u64> = chunks
+        .range((ino, first_gone)..=(ino, u64::MAX))
+        .map_err(io)?
+        .map(|r| r.map(|(k, _)| k.value().1).map_err(io))
+        .collect::<Result<_>>()?;
+    for idx in keys {
+        chunks.remove((ino, idx)).map_err(io)?;
+    }
+    let within = (size % cs) as usize;
+    if within != 0 {
+        let idx = size / cs;
+        let c = chunks
+            .get((ino, idx))
+            .map_err(io)?
+            .map(|g| g.value().to_vec());
+        if let Some(c) = c {
+            if c.len() > within {
+                chunks.insert((ino, idx), &c[..within]).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every inode of the tree at `ino` (itself first).
+fn subtree_w(tx: &WriteTransaction, ino: u64) -> Result<Vec<(u64, NodeKind)>> {
+    let inodes = tx.open_table(INODES).map_err(io)?;
+    let dirents = tx.open_table(DIRENTS).map_err(io)?;
+    let (st, _) = inode_of(&inodes, ino)?;
+    let mut out = alloc::vec![(ino, st.kind)];
+    let mut i = 0;
+    while i < out.len() {
+        let (d, kind) = out[i];
+        i += 1;
+        if kind != NodeKind::Dir {
+            continue;
+        }
+        for r in dirents.range((d, "")..(d + 1, "")).map_err(io)? {
+            let (_, c) = r.map_err(io)?;
+            let c = c.value();
+            let (cst, _) = inode_of(&inodes, c)?;
+            out.push((c, cst.kind));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the records of the nodes in `nodes` (their inodes, their own entries, their
+/// chunks); the entry naming the first one is the caller's.
+fn drop_nodes(tx: &WriteTransaction, nodes: &[(u64, NodeKind)]) -> Result<()> {
+    let mut inodes = tx.open_table(INODES).map_err(io)?;
+    let mut dirents = tx.open_table(DIRENTS).map_err(io)?;
+    let mut chunks = tx.open_table(CHUNKS).map_err(io)?;
+    for &(ino, kind) in nodes {
+        inodes.remove(ino).map_err(io)?;
+        match kind {
+            NodeKind::Dir => {
+                let names: Vec<String> = dirents
+                    .range((ino, "")..(ino + 1, ""))
+                    .map_err(io)?
+                    .map(|r| r.map(|(k, _)| k.value().1.to_string()).map_err(io))
+                    .collect::<Result<_>>()?;
+                for n in names {
+                    dirents.remove((ino, n.as_str())).map_err(io)?;
+                }
+            }
+            NodeKind::File => {
+                let keys: Vec<u64> = chunks
+                    .range((ino, 0)..=(ino, u64::MAX))
+                    .map_err(io)?
+                    .map(|r| r.map(|(k, _)| k.value().1).map_err(io))
+                    .collect::<Result<_>>()?;
+                for idx in keys {
+                    chunks.remove((ino, idx)).map_err(io)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---- opening a partition ----

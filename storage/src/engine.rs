@@ -123,6 +123,30 @@ pub const ROOT_INODE: u64 = 1;
 /// The size of the chunks file data is kept in.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
 
+/// The largest file size a store takes (sparse files included): 1 TiB.
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+
+/// Where a file write lands: at an offset, or at the end (an append, placed atomically after
+/// whatever the file holds when it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Offset(u64),
+    End,
+}
+
+/// The clock an engine stamps times with (nanoseconds; the kernel's is time since boot).
+pub type ClockFn = fn() -> u64;
+
+/// A clock that always says 0 (tests, tools that do not care).
+pub fn no_clock() -> u64 {
+    0
+}
+
+/// Asked by `fs_remove` and `fs_rename` of every inode they would remove or replace: `true`
+/// refuses the operation with `Busy` (the writer policy: a file open for writing cannot be
+/// removed or replaced under its writer).
+pub type InUse<'a> = &'a dyn Fn(u64) -> bool;
+
 /// Everything a store keeps. Every method is one atomic operation (one transaction on disk).
 pub trait Engine: Send + Sync {
     fn info(&self) -> Result<EngineInfo>;
@@ -163,4 +187,43 @@ pub trait Engine: Send + Sync {
     /// Adds the items under the root in one transaction (parents before children; a directory
     /// that exists is reused, a file that exists is an error).
     fn import(&self, items: &[ImportItem<'_>]) -> Result<()>;
+
+    // ---- files (write side) ----
+    // Each is one transaction, visible to every reader once it returns. The disk engine commits
+    // them without a flush: they become durable at `sync`, or at any later durable commit (a
+    // Store or Namespace mutation), in the order they were made (docs/storage.md).
+
+    /// The engine's clock (what times are stamped with).
+    fn now_ns(&self) -> u64;
+    /// The writer policy's table (held by the engine so every capability of it shares one).
+    fn writers(&self) -> &crate::caps::Writers;
+    /// Creates an empty file or directory `name` in `dir`: `Exists` if the name is taken.
+    fn fs_create(&self, dir: u64, name: &str, kind: NodeKind) -> Result<u64>;
+    /// Makes `name` in `dir` a file holding exactly `data`: created if absent, its contents
+    /// replaced if it is a file (`IsDirectory` if it is a directory). `in_use` is asked of an
+    /// existing file. Returns the inode.
+    fn fs_put(&self, dir: u64, name: &str, data: &[u8], in_use: InUse<'_>) -> Result<u64>;
+    /// Writes `data` into file `inode`; the file grows as needed (a gap reads as zeros).
+    /// Returns the offset the data was written at.
+    fn fs_write(&self, inode: u64, at: At, data: &[u8]) -> Result<u64>;
+    /// Sets the size of file `inode`: bytes past it are gone; growing adds zeros.
+    fn fs_truncate(&self, inode: u64, size: u64) -> Result<()>;
+    /// Removes `name` from `dir`: a file, an empty directory, or with `recursive` a whole
+    /// tree. Returns how many nodes went.
+    fn fs_remove(&self, dir: u64, name: &str, recursive: bool, in_use: InUse<'_>) -> Result<u64>;
+    /// Moves `from_dir/from` to `to_dir/to` atomically, replacing a file there (or an empty
+    /// directory, if the source is a directory) as POSIX rename does. A directory cannot move
+    /// into its own subtree (`InvalidName`).
+    fn fs_rename(
+        &self,
+        from_dir: u64,
+        from: &str,
+        to_dir: u64,
+        to: &str,
+        in_use: InUse<'_>,
+    ) -> Result<()>;
+    /// Makes every operation so far durable (a flush of the device).
+    fn sync(&self) -> Result<()>;
+    /// Whether operations since the last durable commit wait for a `sync`.
+    fn unsynced(&self) -> u64;
 }

@@ -24,8 +24,9 @@ pub enum StoreError {
         name: String,
         why: &'static str,
     },
-    /// An object bigger than the store takes.
+    /// An object (or a file) bigger than the store takes.
     TooLarge {
+        what: &'static str,
         size: u64,
         limit: u64,
     },
@@ -114,11 +115,11 @@ impl fmt::Display for StoreError {
             StoreError::InvalidName { name, why } => {
                 write!(f, "invalid name '{}': {}", crate::name::Shown(name), why)
             }
-            StoreError::TooLarge { size, limit } => {
+            StoreError::TooLarge { what, size, limit } => {
                 write!(
                     f,
-                    "object too large: {} bytes, the limit is {}",
-                    size, limit
+                    "{} too large: {} bytes, the limit is {}",
+                    what, size, limit
                 )
             }
             StoreError::Malformed(w) => write!(f, "malformed message: {}", w),

@@ -46,6 +46,18 @@ pub fn check(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks one directory entry name: a valid name without `/`.
+pub fn check_component(name: &str) -> Result<()> {
+    check(name)?;
+    if name.contains('/') {
+        return Err(StoreError::InvalidName {
+            name: clip(name).to_string(),
+            why: "a '/' in an entry name",
+        });
+    }
+    Ok(())
+}
+
 /// Checks a prefix for `Namespace::sub`: a valid name, optionally ending in `/`.
 pub fn check_prefix(prefix: &str) -> Result<()> {
     check(prefix.strip_suffix('/').unwrap_or(prefix))

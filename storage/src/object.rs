@@ -62,6 +62,7 @@ pub struct Checked {
 pub fn check(msg: &[u8]) -> Result<Checked> {
     if msg.len() > MAX_OBJECT_BYTES + 64 {
         return Err(StoreError::TooLarge {
+            what: "object",
             size: msg.len() as u64,
             limit: MAX_OBJECT_BYTES as u64,
         });
@@ -99,6 +100,7 @@ pub fn check(msg: &[u8]) -> Result<Checked> {
     let bytes = capnp::Word::words_to_bytes(&words);
     if bytes.len() + 8 > MAX_OBJECT_BYTES {
         return Err(StoreError::TooLarge {
+            what: "object",
             size: bytes.len() as u64 + 8,
             limit: MAX_OBJECT_BYTES as u64,
         });
@@ -161,6 +163,7 @@ pub fn bytes(data: &[u8]) -> Vec<u8> {
 pub fn pattern(p: &capmon_block::Pattern, size: u64) -> Result<Vec<u8>> {
     if size > MAX_OBJECT_BYTES as u64 {
         return Err(StoreError::TooLarge {
+            what: "object",
             size,
             limit: MAX_OBJECT_BYTES as u64,
         });
