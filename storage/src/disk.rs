@@ -834,7 +834,7 @@ impl Engine for DiskEngine {
                 At::Offset(o) => o,
                 At::End => st.size,
             };
-            let end = off.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+            let end = off.saturating_add(data.len() as u64);
             size_ok(end)?;
             write_chunks(tx, ino, st.chunk_size as u64, off, data)?;
             st.size = st.size.max(end);

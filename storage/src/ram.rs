@@ -581,7 +581,7 @@ impl Engine for RamEngine {
             At::Offset(o) => o,
             At::End => old,
         };
-        let end = off.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+        let end = off.saturating_add(data.len() as u64);
         s.room(old, end.max(old))?;
         let n = s.file_mut(inode)?;
         if end as usize > n.data.len() {

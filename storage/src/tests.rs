@@ -748,3 +748,60 @@ fn a_lock_left_held_is_busy_not_a_hang() {
     assert_eq!(code(e.info()), "busy");
     assert_eq!(code(NamespaceCap::root(e, Rights::RW).lookup("x")), "busy");
 }
+
+#[test]
+fn files_are_written_renamed_and_removed_alike_in_both_engines() {
+    for (name, e) in engines() {
+        let d = DirCap::root(e.clone(), Rights::ALL);
+        d.mkdir("a").unwrap();
+        d.mkdir("a/b").unwrap();
+        assert_eq!(code(d.mkdir("a")), "exists", "{}", name);
+        d.put("a/f", b"hello").unwrap();
+        let f = d.open("a/f", Rights::ALL).unwrap();
+        // The writer policy: one writable capability per file.
+        assert_eq!(code(d.open("a/f", Rights::WRITE)), "busy", "{}", name);
+        assert_eq!(code(d.remove("a/f", false)), "busy", "{}", name);
+        f.write(70_000, b"xy").unwrap();
+        assert_eq!(f.append(b"z").unwrap(), 70_002);
+        let mut buf = vec![0xffu8; 70_003];
+        assert_eq!(f.read(0, &mut buf).unwrap(), 70_003);
+        assert_eq!(&buf[..5], b"hello");
+        assert!(
+            buf[5..70_000].iter().all(|&b| b == 0),
+            "{}: a hole reads as zeros",
+            name
+        );
+        assert_eq!(&buf[70_000..], b"xyz");
+        f.truncate(3).unwrap();
+        f.truncate(10).unwrap();
+        let mut buf = [0xffu8; 10];
+        assert_eq!(f.read(0, &mut buf).unwrap(), 10);
+        assert_eq!(
+            &buf, b"hel\0\0\0\0\0\0\0",
+            "{}: a cut tail does not come back",
+            name
+        );
+        drop(f);
+        assert_eq!(code(d.rename("a", "a/b/c")), "invalidName", "{}", name);
+        d.rename("a/f", "a/b/g").unwrap();
+        assert_eq!(code(d.stat("a/f")), "notFound");
+        assert_eq!(d.stat("a/b/g").unwrap().size, 10);
+        assert_eq!(code(d.remove("a", false)), "notEmpty", "{}", name);
+        let ro = d.read_only();
+        assert_eq!(code(ro.mkdir("z")), "permissionDenied");
+        assert_eq!(code(ro.open("a/b/g", Rights::WRITE)), "permissionDenied");
+        let app = d.open("a/b/g", Rights::APPEND).unwrap();
+        assert_eq!(code(app.write(0, b"q")), "permissionDenied");
+        assert_eq!(app.append(b"!").unwrap(), 10);
+        assert_eq!(
+            code(app.restrict(Rights::ALL).truncate(0)),
+            "permissionDenied"
+        );
+        drop(app);
+        d.sync().unwrap();
+        assert_eq!(d.remove("a", true).unwrap(), 3, "{}", name);
+        assert!(d.list().unwrap().is_empty());
+        let r = fsck::fsck(&*e, None).unwrap();
+        assert!(r.clean(), "{}: {:?}", name, r.problems);
+    }
+}
