@@ -56,7 +56,7 @@ pub fn commands<S: BlkHost>() -> Vec<Command<S>> {
 /// The most sectors `blk read` dumps.
 const MAX_READ_SECTORS: u64 = 64;
 /// Long operations print progress once they have run this long...
-const PROGRESS_AFTER_NS: u64 = 1_000_000_000;
+pub(crate) const PROGRESS_AFTER_NS: u64 = 1_000_000_000;
 /// ...and then at most this often.
 const PROGRESS_EVERY_NS: u64 = 250_000_000;
 
@@ -136,7 +136,7 @@ fn pattern(a: &mut Args) -> Result<Pattern, CmdError> {
 }
 
 /// Carriage-return progress for long runs, written to the command's sink.
-struct Progress<'a> {
+pub(crate) struct Progress<'a> {
     clock: &'a dyn Clock,
     start: u64,
     last: u64,
@@ -145,7 +145,7 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(clock: &'a dyn Clock, after_ns: u64) -> Self {
+    pub(crate) fn new(clock: &'a dyn Clock, after_ns: u64) -> Self {
         let now = clock.now_ns();
         Progress {
             clock,
@@ -182,8 +182,22 @@ impl<'a> Progress<'a> {
         }
     }
 
+    /// `what: done/total bytes (n%)`, when due.
+    pub(crate) fn bytes(&mut self, o: &mut dyn Write, what: &str, done: u64, total: u64) {
+        if self.due() {
+            out!(
+                o,
+                "\r{}: {}/{} bytes ({}%)",
+                what,
+                done,
+                total,
+                done * 100 / total.max(1)
+            );
+        }
+    }
+
     /// Ends the progress line, if one was printed.
-    fn end(&self, o: &mut dyn Write) {
+    pub(crate) fn end(&self, o: &mut dyn Write) {
         if self.shown {
             outln!(o);
         }

@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod blk;
+pub mod fs;
 pub mod irq;
 pub mod nvme;
 pub mod pci;
@@ -59,5 +60,6 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(nvme::commands::<S>());
     v.extend(blk::commands::<S>());
     v.extend(store::commands::<S>());
+    v.extend(fs::commands::<S>());
     v
 }

@@ -11,12 +11,12 @@ use capmon_hal::Clock;
 use capmon_shell::out::HumanSize;
 use capmon_shell::{bad_arg, fail, outln, Args, CmdError, CmdResult, Command};
 use capmon_storage::caps::Value;
+use capmon_storage::engine::ClockFn;
 use capmon_storage::name::Shown;
 use capmon_storage::object::{self, hex};
 use capmon_storage::session::Session;
 use capmon_storage::{fsck, show, Rights, StoreError};
 use core::fmt::Write;
-use sha2::{Digest, Sha256};
 
 /// What the storage commands need from the machine.
 pub trait StoreHost {
@@ -26,9 +26,11 @@ pub trait StoreHost {
     fn store_format(&mut self, dev: &str) -> Result<String, CmdError>;
     fn store_registry(&mut self) -> &mut Registry;
     fn store_clock(&self) -> &dyn Clock;
+    /// The same clock as a function, for the engine to stamp file times with.
+    fn store_time(&self) -> ClockFn;
 }
 
-fn err(e: StoreError) -> CmdError {
+pub(crate) fn err(e: StoreError) -> CmdError {
     fail!("{} [{}]", e, e.code_name())
 }
 
@@ -69,14 +71,6 @@ ns ro                  push a read-only view of the current namespace
 ns enter NAME          push the namespace capability NAME holds (as the lookup returns it)
 ns pop                 drop the innermost pushed namespace";
 
-const FS_USAGE: &str = "fs [ls [PATH] | cat PATH | stat PATH | sum PATH]";
-const FS_HELP: &str = "\
-fs ls [PATH]     a directory: kind, size, name (d for directories)
-fs cat PATH      a file's bytes as text (control characters escaped)
-fs stat PATH     kind, size, inode, generation, times, chunk size
-fs sum PATH      SHA-256 of a file: prints `sha256 <hex>`
-PATH is relative to the root directory capability; a leading / is allowed.";
-
 pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
     vec![
         Command {
@@ -100,15 +94,6 @@ pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
             help: "names: list, bind, unbind; confine (sub) and attenuate (ro)",
             long_help: NS_HELP,
             run: ns::<S>,
-        },
-        Command {
-            name: "fs",
-            group: "storage",
-            subcommands: &["ls", "cat", "stat", "sum"],
-            usage: FS_USAGE,
-            help: "the read-only directory from disk: ls, cat, stat, sum",
-            long_help: FS_HELP,
-            run: fs::<S>,
         },
         Command {
             name: "caps",
@@ -184,8 +169,8 @@ fn reopen<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     } else {
         drop(old);
     }
-    let now = s.store_clock().now_ns();
-    let new = boot_session(s.store_registry(), now);
+    let clock = s.store_time();
+    let new = boot_session(s.store_registry(), clock);
     *s.session() = new;
     info(s, o)
 }
@@ -320,7 +305,7 @@ fn ls_objects<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
-fn run_fsck<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+pub(crate) fn run_fsck<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
     let sess = s.session();
     let r = fsck::fsck(&*sess.engine, sess.disk.as_deref()).map_err(err)?;
     show::fsck(o, &r);
@@ -521,10 +506,14 @@ fn bind<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
         match target {
             "store" => Value::Store(sess.store.clone()),
             "ns" => Value::Namespace(sess.root.sub(a.str()?).map_err(err)?),
-            "dir" => Value::Directory(sess.fs.open_dir(path_arg(a.str()?)).map_err(err)?),
+            "dir" => Value::Directory(
+                sess.fs
+                    .open_dir(crate::fs::path_arg(a.str()?))
+                    .map_err(err)?,
+            ),
             "file" => Value::File(
                 sess.fs
-                    .open(path_arg(a.str()?), Rights::READ)
+                    .open(crate::fs::path_arg(a.str()?), Rights::READ)
                     .map_err(err)?,
             ),
             t if t.starts_with('@') => sess.ns().lookup(&t[1..]).map_err(err)?,
@@ -569,114 +558,6 @@ impl<'a> ArgsExt<'a> for Args<'a> {
         };
         *self = Args::new(words);
         r
-    }
-}
-
-// ---- fs ----
-
-/// A path as typed: one leading `/` names the root directory capability itself.
-fn path_arg(p: &str) -> &str {
-    let p = p.strip_prefix('/').unwrap_or(p);
-    p.strip_suffix('/').unwrap_or(p)
-}
-
-fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
-    let sub = a.opt_str();
-    let root = s.session().fs.clone();
-    match sub {
-        None | Some("ls") => {
-            let p = path_arg(a.opt_str().unwrap_or(""));
-            a.finish()?;
-            let dir = root.open_dir(p).map_err(err)?;
-            let ents = dir.list().map_err(err)?;
-            show::dir(o, &ents);
-            Ok(())
-        }
-        Some("cat") => {
-            let p = path_arg(a.str()?);
-            a.finish()?;
-            let f = root.open(p, Rights::READ).map_err(err)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut off = 0u64;
-            let mut carry: Vec<u8> = Vec::new();
-            loop {
-                let n = f.read(off, &mut buf).map_err(err)?;
-                if n == 0 {
-                    break;
-                }
-                off += n as u64;
-                carry.extend_from_slice(&buf[..n]);
-                // Print whole UTF-8 characters; keep a split one for the next read.
-                let valid = match core::str::from_utf8(&carry) {
-                    Ok(_) => carry.len(),
-                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                    Err(e) => e.valid_up_to() + e.error_len().unwrap_or(1),
-                };
-                print_text(o, &carry[..valid]);
-                carry.drain(..valid);
-            }
-            print_text(o, &carry);
-            Ok(())
-        }
-        Some("stat") => {
-            let p = path_arg(a.str()?);
-            a.finish()?;
-            let st = root.stat(p).map_err(err)?;
-            show::node(o, p, &st);
-            Ok(())
-        }
-        Some("sum") => {
-            let p = path_arg(a.str()?);
-            a.finish()?;
-            let f = root.open(p, Rights::READ).map_err(err)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut off = 0u64;
-            loop {
-                let n = f.read(off, &mut buf).map_err(err)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                off += n as u64;
-            }
-            let d: [u8; 32] = h.finalize().into();
-            show::digest(o, &d, off);
-            Ok(())
-        }
-        Some(w) => Err(bad_arg!("unknown subcommand '{}'", w)),
-    }
-}
-
-/// Text with control characters other than newline and tab escaped, invalid UTF-8 as `\xNN`.
-fn print_text(o: &mut dyn Write, bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match core::str::from_utf8(rest) {
-            Ok(s) => {
-                put_escaped(o, s);
-                break;
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                put_escaped(o, core::str::from_utf8(good).unwrap_or(""));
-                let skip = e.error_len().unwrap_or(bad.len()).max(1).min(bad.len());
-                for b in &bad[..skip] {
-                    let _ = write!(o, "\\x{:02x}", b);
-                }
-                rest = &bad[skip..];
-            }
-        }
-    }
-}
-
-fn put_escaped(o: &mut dyn Write, s: &str) {
-    for ch in s.chars() {
-        if ch.is_control() && ch != '\n' && ch != '\t' {
-            let _ = write!(o, "\\x{:02x}", ch as u32);
-        } else {
-            let _ = o.write_char(ch);
-        }
     }
 }
 
@@ -729,23 +610,23 @@ pub fn data_partition(reg: &Registry) -> Option<String> {
 pub fn open_session(
     reg: &Registry,
     dev: &str,
-    now_ns: u64,
+    clock: ClockFn,
 ) -> Result<(Session, Option<String>), CmdError> {
     let e = reg
         .entry(dev)
         .ok_or_else(|| fail!("no such block device '{}'", dev))?;
-    let (sess, failure) = Session::open_or_ram(e.dev.clone(), dev, now_ns);
+    let (sess, failure) = Session::open_or_ram(e.dev.clone(), dev, clock);
     Ok((sess, failure.map(|f| f.to_string())))
 }
 
 /// The session for a machine at boot: the store on the first capmon data partition, or a RAM
 /// store saying why not. Logs what it found.
-pub fn boot_session(reg: &Registry, now_ns: u64) -> Session {
+pub fn boot_session(reg: &Registry, clock: ClockFn) -> Session {
     let Some(dev) = data_partition(reg) else {
         log::info!("store: no capmon data partition; using a RAM store");
-        return Session::ram(String::from("ram (no capmon data partition)"));
+        return Session::ram_clocked(String::from("ram (no capmon data partition)"), clock);
     };
-    match open_session(reg, &dev, now_ns) {
+    match open_session(reg, &dev, clock) {
         Ok((sess, None)) => {
             match sess.store.info() {
                 Ok(i) => log::info!(
@@ -766,7 +647,7 @@ pub fn boot_session(reg: &Registry, now_ns: u64) -> Session {
         }
         Err(e) => {
             log::warn!("store: {:?}", e);
-            Session::ram(String::from("ram"))
+            Session::ram_clocked(String::from("ram"), clock)
         }
     }
 }
@@ -777,7 +658,7 @@ pub fn format_device(
     reg: &Registry,
     sess: &mut Session,
     dev: &str,
-    now_ns: u64,
+    clock: ClockFn,
 ) -> Result<String, CmdError> {
     let e = reg
         .entry(dev)
@@ -791,9 +672,10 @@ pub fn format_device(
     // Whatever store is open goes first (it may be on DEV): its engine releases the device.
     *sess = Session::ram(String::from("ram (formatting)"));
     let mut d = capmon_storage::session::SharedDev::new(e.dev.clone());
+    let now_ns = clock();
     capmon_storage::backend::format(&mut d, now_ns ^ 0x6361_706d_6f6e, now_ns)
         .map_err(|e| fail!("{}: {}", dev, e))?;
-    let (new, failure) = Session::open_or_ram(e.dev.clone(), dev, now_ns);
+    let (new, failure) = Session::open_or_ram(e.dev.clone(), dev, clock);
     *sess = new;
     match failure {
         None => Ok(format!("formatted {}: an empty store", dev)),
@@ -811,6 +693,7 @@ mod tests {
     use capmon_block::{Kind, RamDisk};
     use capmon_shell::parse::words;
     use core::cell::Cell;
+    use sha2::{Digest, Sha256};
 
     struct StepClock(Cell<u64>);
     impl Clock for StepClock {
@@ -831,8 +714,7 @@ mod tests {
             &mut self.sess
         }
         fn store_format(&mut self, dev: &str) -> Result<String, CmdError> {
-            let now = self.clock.now_ns();
-            format_device(&self.reg, &mut self.sess, dev, now)
+            format_device(&self.reg, &mut self.sess, dev, test_clock)
         }
         fn store_registry(&mut self) -> &mut Registry {
             &mut self.reg
@@ -840,6 +722,15 @@ mod tests {
         fn store_clock(&self) -> &dyn Clock {
             &self.clock
         }
+        fn store_time(&self) -> ClockFn {
+            test_clock
+        }
+    }
+
+    /// A clock that moves 1 us at every reading (file times are then distinct and ordered).
+    fn test_clock() -> u64 {
+        static T: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+        T.fetch_add(1000, core::sync::atomic::Ordering::Relaxed) + 1000
     }
 
     /// vda: 8 MiB, a GPT with vda1 (capmon data, LBA 2048..16383), blank or as given.
@@ -866,7 +757,7 @@ mod tests {
             Box::new(RamDisk::from_image(img, 512).unwrap()),
         );
         reg.scan_partitions(&vda).unwrap();
-        let sess = boot_session(&reg, 1);
+        let sess = boot_session(&reg, test_clock);
         Host {
             reg,
             sess,
@@ -875,7 +766,8 @@ mod tests {
     }
 
     fn run(h: &mut Host, line: &str) -> Result<String, CmdError> {
-        let cmds = commands::<Host>();
+        let mut cmds = commands::<Host>();
+        cmds.extend(crate::fs::commands::<Host>());
         let mut w = words(line);
         let name = w.remove(0);
         let c = cmds.iter().find(|c| c.name == name).unwrap();
@@ -945,6 +837,108 @@ mod tests {
         let ls = run(&mut h2, "ns ls").unwrap();
         assert!(ls.ends_with("2 name(s)\n"), "{}", ls);
         assert!(run(&mut h2, "store fsck").unwrap().contains("fsck: clean"));
+    }
+
+    #[test]
+    fn files_change_at_the_prompt_and_persist_after_sync() {
+        let mut h = host_with(None);
+        run(&mut h, "store format vda1 -f").unwrap();
+        assert_eq!(run(&mut h, "fs mkdir /a").unwrap(), "mkdir /a\n");
+        assert_eq!(run(&mut h, "fs mkdir a/b").unwrap(), "mkdir /a/b\n");
+        assert_eq!(
+            run(&mut h, "fs create a/empty").unwrap(),
+            "create /a/empty\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs put a/f hello world").unwrap(),
+            "put /a/f: 11 bytes\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs write a/f 100000 70000 seed:9").unwrap(),
+            "wrote 70000 bytes at 100000: /a/f is 170000 bytes\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs append a/f !").unwrap(),
+            "appended 1 bytes at 170000: /a/f is 170001 bytes\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs append a/log --pattern inc 1200K").unwrap_err(),
+            CmdError::Failed(String::from("not found: a/log [notFound]"))
+        );
+        run(&mut h, "fs create a/log").unwrap();
+        assert_eq!(
+            run(&mut h, "fs append a/log --pattern inc 1200K").unwrap(),
+            "appended 1228800 bytes at 0: /a/log is 1228800 bytes\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs truncate a/f 150000").unwrap(),
+            "truncated /a/f: 170001 -> 150000 bytes\n"
+        );
+        assert_eq!(
+            run(&mut h, "fs mv a/f a/b/g").unwrap(),
+            "renamed /a/f -> /a/b/g\n"
+        );
+        // Refusals, each with its code.
+        for (cmd, code) in [
+            ("fs mkdir a", "[exists]"),
+            ("fs create a/b/g", "[exists]"),
+            ("fs rm a", "[notEmpty]"),
+            ("fs rm nothing", "[notFound]"),
+            ("fs mv a a/b/c", "[invalidName]"),
+            ("fs put ../x y", "[invalidName]"),
+            ("fs put a//x y", "[invalidName]"),
+            ("fs write a 0 1 0", "[isDirectory]"),
+            ("fs truncate a/b/g/x 0", "[notDirectory]"),
+        ] {
+            let m = failed(run(&mut h, cmd));
+            assert!(m.ends_with(code), "{}: {}", cmd, m);
+        }
+        assert!(run(&mut h, "fs sync").unwrap().starts_with("synced in "));
+        let df = run(&mut h, "fs df").unwrap();
+        assert!(df.contains("files 3, directories 3"), "{}", df);
+        assert!(df.contains("commits waiting for sync 0"), "{}", df);
+        // What the prompt computed, against the bytes the verbs describe.
+        let mut want = vec![0u8; 150000];
+        want[..11].copy_from_slice(b"hello world");
+        Pattern::Seed(9).fill(100000, &mut want[100000..]);
+        let sum: [u8; 32] = Sha256::digest(&want).into();
+        assert_eq!(
+            run(&mut h, "fs sum a/b/g").unwrap(),
+            format!("sha256 {}  150000 bytes\n", hex(&sum))
+        );
+        // A change after the last sync is made durable by closing as power-off does.
+        assert_eq!(
+            run(&mut h, "fs rm -r a/b").unwrap(),
+            "removed /a/b: 2 nodes\n"
+        );
+        // On this 7 MiB partition every commit is durable (the near-full rule), so nothing
+        // waits; whatever `fs df` says waits is what closing syncs.
+        let df = run(&mut h, "fs df").unwrap();
+        let waiting: u64 = df
+            .split("commits waiting for sync ")
+            .nth(1)
+            .and_then(|t| t.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}", df));
+        assert_eq!(h.sess.sync_for_close().unwrap(), waiting);
+        assert_eq!(h.sess.sync_for_close().unwrap(), 0);
+        let img = image(&h);
+        h.sess = Session::ram(String::from("closed"));
+        let mut h2 = host_with(Some(img));
+        let ls = run(&mut h2, "fs ls a").unwrap();
+        assert_eq!(
+            ls, "f            0  empty\nf      1228800  log\n2 entries\n",
+            "{}",
+            ls
+        );
+        let mut inc = vec![0u8; 1200 << 10];
+        Pattern::Inc.fill(0, &mut inc);
+        let sum: [u8; 32] = Sha256::digest(&inc).into();
+        assert_eq!(
+            run(&mut h2, "fs sum a/log").unwrap(),
+            format!("sha256 {}  1228800 bytes\n", hex(&sum))
+        );
+        assert!(run(&mut h2, "fs fsck").unwrap().contains("fsck: clean"));
     }
 
     #[test]

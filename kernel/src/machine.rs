@@ -98,7 +98,13 @@ impl Machine {
 impl Machine {
     /// Before power goes: NVMe controllers get a normal shutdown notification.
     fn shut_down_disks(&mut self) {
-        // The store first: closing its database records a clean shutdown on the disk.
+        // The store first: what file operations committed without a flush is made durable,
+        // and closing the database records a clean shutdown on the disk.
+        match self.store.sync_for_close() {
+            Ok(0) => {}
+            Ok(n) => log::info!("store: synced {} commit(s) before power-off", n),
+            Err(e) => log::warn!("store: sync before power-off: {}", e),
+        }
         self.store =
             capmon_storage::session::Session::ram(String::from("ram (closed for power-off)"));
         for f in &self.nvme {
@@ -362,8 +368,11 @@ impl capmon_cmds::store::StoreHost for Machine {
     }
 
     fn store_format(&mut self, dev: &str) -> Result<String, CmdError> {
-        use capmon_hal::Clock;
-        capmon_cmds::store::format_device(&self.blk, &mut self.store, dev, TscClock.now_ns())
+        capmon_cmds::store::format_device(&self.blk, &mut self.store, dev, crate::time::now_ns)
+    }
+
+    fn store_time(&self) -> capmon_storage::engine::ClockFn {
+        crate::time::now_ns
     }
 
     fn store_registry(&mut self) -> &mut capmon_block::Registry {

@@ -110,8 +110,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     board::scan_partitions(&mut blk);
     // Opening the store decodes what the disk holds: under the fault guard, so a fault or a
     // panic there costs the store (a RAM one instead), not the machine.
-    let now = capmon_hal::Clock::now_ns(&time::TscClock);
-    let store = arch::traps::guarded(|| capmon_cmds::store::boot_session(&blk, now))
+    let store = arch::traps::guarded(|| capmon_cmds::store::boot_session(&blk, time::now_ns))
         .unwrap_or_else(|| {
             log::warn!("store: opening the data partition faulted; using a RAM store");
             capmon_storage::session::Session::ram(alloc::string::String::from(

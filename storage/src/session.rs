@@ -1,7 +1,7 @@
 //! The monitor's root set of capabilities, and how it is made from a data partition.
 use crate::caps::{DirCap, Directory, Namespace, NamespaceCap, Store, StoreCap};
 use crate::disk::{self, DiskEngine, OpenFailure, Opened};
-use crate::engine::Engine;
+use crate::engine::{ClockFn, Engine};
 use crate::ram::RamEngine;
 use crate::rights::Rights;
 use alloc::string::String;
@@ -77,7 +77,12 @@ pub struct Session {
 impl Session {
     /// A store in memory only. `note` says why.
     pub fn ram(note: String) -> Session {
-        let e: Arc<dyn Engine> = Arc::new(RamEngine::new());
+        Self::ram_clocked(note, crate::engine::no_clock)
+    }
+
+    /// A store in memory only, stamping times from `clock`. `note` says why.
+    pub fn ram_clocked(note: String, clock: ClockFn) -> Session {
+        let e: Arc<dyn Engine> = Arc::new(RamEngine::with_clock(clock));
         Self::over(e, None, note, Opened::default())
     }
 
@@ -102,7 +107,15 @@ impl Session {
         let root = NamespaceCap::root(e.clone(), rights);
         Session {
             store: StoreCap::new(e.clone(), rights),
-            fs: DirCap::root(e.clone(), Rights::READ),
+            // The root directory's `w` covers appends (a File opened through it may be `rwa`).
+            fs: DirCap::root(
+                e.clone(),
+                if e.read_only() {
+                    Rights::READ
+                } else {
+                    Rights::ALL
+                },
+            ),
             root,
             engine: e,
             disk,
@@ -110,6 +123,17 @@ impl Session {
             note,
             opened,
         }
+    }
+
+    /// Makes everything the store committed durable, for a clean power-off or reboot (file
+    /// operations are committed without a flush: docs/storage.md). Returns how many commits
+    /// were waiting, or why they could not be made durable.
+    pub fn sync_for_close(&self) -> core::result::Result<u64, crate::StoreError> {
+        let n = self.engine.unsynced();
+        if n > 0 {
+            self.engine.sync()?;
+        }
+        Ok(n)
     }
 
     /// The namespace commands act in.
@@ -120,19 +144,20 @@ impl Session {
             .unwrap_or_else(|| self.root.clone())
     }
 
-    /// Opens the store on `dev`, or a RAM store with the reason it could not be.
+    /// Opens the store on `dev`, or a RAM store with the reason it could not be; either
+    /// stamps times from `clock`.
     pub fn open_or_ram(
         dev: SharedDevice,
         name: &str,
-        now_ns: u64,
+        clock: ClockFn,
     ) -> (Session, Option<OpenFailure>) {
-        match disk::open(SharedDev::new(dev), name, true, now_ns) {
+        match disk::open(SharedDev::new(dev), name, true, clock()) {
             Ok((e, opened)) => {
                 let note = alloc::format!("redb on {}", name);
-                (Session::disk(e, note, opened), None)
+                (Session::disk(e.with_clock(clock), note, opened), None)
             }
             Err(f) => (
-                Session::ram(alloc::format!("{}: {}; using a RAM store", name, f)),
+                Session::ram_clocked(alloc::format!("{}: {}; using a RAM store", name, f), clock),
                 Some(f),
             ),
         }

@@ -805,3 +805,37 @@ fn files_are_written_renamed_and_removed_alike_in_both_engines() {
         assert!(r.clean(), "{}: {:?}", name, r.problems);
     }
 }
+
+#[test]
+fn file_changes_wait_for_sync_and_a_store_change_makes_them_durable() {
+    // 64 MiB: far from full, so file commits are not flushed (docs/storage.md).
+    let shared = capmon_block::partition::share(alloc::boxed::Box::new(
+        RamDisk::new(64 << 20, 512).unwrap(),
+    ));
+    let dev = || crate::session::SharedDev::new(shared.clone());
+    backend::format(&mut dev(), 3, 1).unwrap();
+    let (e, _) = disk::open(dev(), "ram0", true, 1).unwrap();
+    let s = crate::session::Session::disk(e, String::from("t"), Default::default());
+    s.fs.mkdir("d").unwrap();
+    s.fs.put("d/f", b"one").unwrap();
+    assert_eq!(s.engine.unsynced(), 2);
+    // A Store mutation is durable on return, and so is everything committed before it.
+    s.root.put("n", &object::text("x"), false).unwrap();
+    assert_eq!(s.engine.unsynced(), 0);
+    s.fs.put("d/g", b"two").unwrap();
+    s.fs.rename("d/f", "d/h").unwrap();
+    assert_eq!(s.engine.unsynced(), 2);
+    assert_eq!(s.sync_for_close().unwrap(), 2);
+    assert_eq!(s.sync_for_close().unwrap(), 0);
+    drop(s);
+    let (e, _) = disk::open(dev(), "ram0", true, 2).unwrap();
+    let d = DirCap::root(Arc::new(e), Rights::READ);
+    let names: Vec<String> = d.list().unwrap().into_iter().map(|x| x.name).collect();
+    assert_eq!(names, ["d"]);
+    let mut buf = [0u8; 8];
+    let f = d.open("d/h", Rights::READ).unwrap();
+    assert_eq!(f.read(0, &mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"one");
+    assert_eq!(code(d.stat("d/f")), "notFound");
+    assert_eq!(d.stat("d/g").unwrap().size, 3);
+}

@@ -1,0 +1,579 @@
+//! `fs`: the file tree, through the session's root Directory capability. Reading (`ls`, `cat`,
+//! `stat`, `sum`), changing (`mkdir`, `create`, `put`, `write`, `append`, `truncate`, `mv`,
+//! `rm`, `sync`: one atomic operation each, `change`), and the store-wide `fsck`, `df` and
+//! `bench`. The host tool `capmon-store` runs `change` itself, so a verb means the same thing
+//! and prints the same line at the prompt and on the host.
+use crate::blk::{Progress, PROGRESS_AFTER_NS};
+use crate::store::{err, StoreHost};
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use capmon_block::Pattern;
+use capmon_hal::Clock;
+use capmon_shell::out::HumanSize;
+use capmon_shell::{bad_arg, fail, out, outln, Args, CmdError, CmdResult, Command};
+use capmon_storage::caps::Directory;
+use capmon_storage::engine::MAX_FILE_SIZE;
+use capmon_storage::name::Shown;
+use capmon_storage::{show, Rights};
+use core::fmt::Write;
+use sha2::{Digest, Sha256};
+
+const USAGE: &str = "fs [ls [PATH] | cat PATH | stat PATH | sum PATH | mkdir PATH | create PATH | \
+put PATH TEXT... | put PATH --pattern P SIZE | write PATH OFFSET COUNT PATTERN | \
+append PATH TEXT... | append PATH --pattern P COUNT | truncate PATH SIZE | mv FROM TO | \
+rm [-r] PATH | sync | fsck | df | bench [-n N]]";
+
+const HELP: &str = "\
+fs ls [PATH]           a directory: kind, size, name (d for directories)
+fs cat PATH            a file's bytes as text (control characters escaped)
+fs stat PATH           kind, size, inode, generation, times, chunk size
+fs sum PATH            SHA-256 of a file: prints `sha256 <hex>`
+fs mkdir PATH          a new empty directory (`exists` if the name is taken)
+fs create PATH         a new empty file (`exists` if the name is taken)
+fs put PATH TEXT...    make PATH a file holding exactly TEXT (created or replaced), atomically
+fs put PATH --pattern P SIZE
+                       the same with SIZE bytes of pattern P (0xa5, inc, seed:N; up to 16 MiB)
+fs write PATH OFFSET COUNT PATTERN
+                       write COUNT bytes of PATTERN at OFFSET (the bytes of the pattern at
+                       those file offsets); the file grows, a gap reads as zeros; 1 MiB per
+                       atomic step
+fs append PATH TEXT... / fs append PATH --pattern P COUNT
+                       add at the end, atomically (a pattern: in 1 MiB atomic steps)
+fs truncate PATH SIZE  set the size: bytes past it are gone, growing adds zeros
+fs mv FROM TO          rename atomically, across directories too; a file at TO is replaced
+fs rm [-r] PATH        remove a file or an empty directory; -r a whole tree
+fs sync                make every operation so far durable
+fs fsck                check every object, name, file, chunk and redb's structure
+fs df                  space and counts of the store's partition
+fs bench [-n N]        create+write 4 KiB+sync N files (default 1000), 1 MiB writes+sync,
+                       rename, read; ops/s and MB/s; the last 10% of creates against the first
+PATH is relative to the root directory capability; a leading / is allowed. File operations
+are atomic and visible at once; they are durable after `fs sync` (docs/storage.md).";
+
+pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
+    vec![Command {
+        name: "fs",
+        group: "storage",
+        subcommands: &[
+            "ls", "cat", "stat", "sum", "mkdir", "create", "put", "write", "append", "truncate",
+            "mv", "rm", "sync", "fsck", "df", "bench",
+        ],
+        usage: USAGE,
+        help: "files: ls, cat, stat, sum; mkdir, put, write, append, truncate, mv, rm, sync",
+        long_help: HELP,
+        run: fs::<S>,
+    }]
+}
+
+/// A path as typed: one leading `/` names the root directory capability itself.
+pub fn path_arg(p: &str) -> &str {
+    let p = p.strip_prefix('/').unwrap_or(p);
+    p.strip_suffix('/').unwrap_or(p)
+}
+
+fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let sub = a.opt_str();
+    let root = s.session().fs.clone();
+    match sub {
+        None | Some("ls") => {
+            let p = path_arg(a.opt_str().unwrap_or(""));
+            a.finish()?;
+            let dir = root.open_dir(p).map_err(err)?;
+            let ents = dir.list().map_err(err)?;
+            show::dir(o, &ents);
+            Ok(())
+        }
+        Some("cat") => cat(&*root, a, o),
+        Some("stat") => {
+            let p = path_arg(a.str()?);
+            a.finish()?;
+            let st = root.stat(p).map_err(err)?;
+            show::node(o, p, &st);
+            Ok(())
+        }
+        Some("sum") => {
+            let p = path_arg(a.str()?);
+            a.finish()?;
+            let (d, len) = sum(&*root, p)?;
+            show::digest(o, &d, len);
+            Ok(())
+        }
+        Some("fsck") => {
+            a.finish()?;
+            crate::store::run_fsck(s, o)
+        }
+        Some("df") => {
+            a.finish()?;
+            df(s, o)
+        }
+        Some("bench") => bench(s, a, o),
+        Some(w) => match change(&*root, w, a, o, s.store_clock()) {
+            Some(r) => r,
+            None => Err(bad_arg!("unknown subcommand '{}'", w)),
+        },
+    }
+}
+
+fn cat(root: &dyn Directory, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let p = path_arg(a.str()?);
+    a.finish()?;
+    let f = root.open(p, Rights::READ).map_err(err)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = f.read(off, &mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        off += n as u64;
+        carry.extend_from_slice(&buf[..n]);
+        // Print whole UTF-8 characters; keep a split one for the next read.
+        let valid = match core::str::from_utf8(&carry) {
+            Ok(_) => carry.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => e.valid_up_to() + e.error_len().unwrap_or(1),
+        };
+        print_text(o, &carry[..valid]);
+        carry.drain(..valid);
+    }
+    print_text(o, &carry);
+    Ok(())
+}
+
+/// The SHA-256 of the file at `path` and its length.
+pub fn sum(root: &dyn Directory, path: &str) -> Result<([u8; 32], u64), CmdError> {
+    let f = root.open(path, Rights::READ).map_err(err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = f.read(off, &mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok((h.finalize().into(), off))
+}
+
+/// The most bytes one `put` or text `append` makes in a single atomic step (held in memory).
+pub const MAX_PUT_BYTES: u64 = 16 << 20;
+/// `write` and a pattern `append` go in atomic steps of this many bytes.
+pub const STEP_BYTES: u64 = 1 << 20;
+
+/// The verbs that change the tree, on `root`: `None` if `verb` is not one of them. Every line
+/// printed is computed from the store after the operation (the sizes are `stat`'s).
+pub fn change(
+    root: &dyn Directory,
+    verb: &str,
+    a: &mut Args,
+    o: &mut dyn Write,
+    clock: &dyn Clock,
+) -> Option<CmdResult> {
+    Some(match verb {
+        "mkdir" => one_path(a).and_then(|p| {
+            root.mkdir(p).map_err(err)?;
+            outln!(o, "mkdir /{}", Shown(p));
+            Ok(())
+        }),
+        "create" => one_path(a).and_then(|p| {
+            root.create(p).map_err(err)?;
+            outln!(o, "create /{}", Shown(p));
+            Ok(())
+        }),
+        "put" => put(root, a, o),
+        "write" => write(root, a, o, clock),
+        "append" => append(root, a, o, clock),
+        "truncate" => truncate(root, a, o),
+        "mv" => (|| {
+            let from = path_arg(a.str()?);
+            let to = path_arg(a.str()?);
+            a.finish()?;
+            root.rename(from, to).map_err(err)?;
+            outln!(o, "renamed /{} -> /{}", Shown(from), Shown(to));
+            Ok(())
+        })(),
+        "rm" => (|| {
+            let recursive = a.flag("-r");
+            let p = one_path(a)?;
+            let n = root.remove(p, recursive).map_err(err)?;
+            outln!(
+                o,
+                "removed /{}: {} node{}",
+                Shown(p),
+                n,
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(())
+        })(),
+        "sync" => (|| {
+            a.finish()?;
+            let t0 = clock.now_ns();
+            root.sync().map_err(err)?;
+            outln!(
+                o,
+                "synced in {} us",
+                clock.now_ns().saturating_sub(t0) / 1000
+            );
+            Ok(())
+        })(),
+        _ => return None,
+    })
+}
+
+fn one_path<'a>(a: &mut Args<'a>) -> Result<&'a str, CmdError> {
+    let p = path_arg(a.str()?);
+    a.finish()?;
+    Ok(p)
+}
+
+fn pattern_arg(a: &mut Args) -> Result<Pattern, CmdError> {
+    let w = a.str()?;
+    Pattern::parse(w).map_err(|e| bad_arg!("PATTERN '{}': {}", w, e))
+}
+
+/// `TEXT...` or `--pattern P COUNT` (at most `MAX_PUT_BYTES` of it), laid out as the pattern's
+/// bytes at offsets from 0.
+fn text_or_pattern(a: &mut Args) -> Result<Vec<u8>, CmdError> {
+    if a.flag("--pattern") {
+        let p = pattern_arg(a)?;
+        let n = a.size("SIZE")?;
+        a.finish()?;
+        if n > MAX_PUT_BYTES {
+            return Err(bad_arg!(
+                "SIZE must be at most {}",
+                HumanSize(MAX_PUT_BYTES)
+            ));
+        }
+        let mut v = vec![0u8; n as usize];
+        p.fill(0, &mut v);
+        Ok(v)
+    } else {
+        let words = a.rest();
+        if words.is_empty() {
+            return Err(CmdError::Usage);
+        }
+        Ok(words.join(" ").into_bytes())
+    }
+}
+
+fn size_line(o: &mut dyn Write, root: &dyn Directory, p: &str) -> CmdResult {
+    let st = root.stat(p).map_err(err)?;
+    outln!(o, "/{}: {} bytes", Shown(p), st.size);
+    Ok(())
+}
+
+fn put(root: &dyn Directory, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let p = path_arg(a.str()?);
+    let data = text_or_pattern(a)?;
+    root.put(p, &data).map_err(err)?;
+    out!(o, "put ");
+    size_line(o, root, p)
+}
+
+fn write(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Clock) -> CmdResult {
+    let p = path_arg(a.str()?);
+    let off = a.size("OFFSET")?;
+    let count = a.size("COUNT")?;
+    let pat = pattern_arg(a)?;
+    a.finish()?;
+    match off.checked_add(count) {
+        Some(end) if end <= MAX_FILE_SIZE => {}
+        _ => {
+            return Err(fail!(
+                "OFFSET + COUNT is past the largest file size, {}",
+                HumanSize(MAX_FILE_SIZE)
+            ))
+        }
+    }
+    let f = root.open(p, Rights::WRITE).map_err(err)?;
+    let mut buf = vec![0u8; count.min(STEP_BYTES) as usize];
+    let mut done = 0u64;
+    let mut progress = Progress::new(clock, PROGRESS_AFTER_NS);
+    while done < count {
+        let n = (count - done).min(STEP_BYTES) as usize;
+        pat.fill(off + done, &mut buf[..n]);
+        f.write(off + done, &buf[..n]).map_err(err)?;
+        done += n as u64;
+        progress.bytes(o, "write", done, count);
+    }
+    progress.end(o);
+    let st = f.stat().map_err(err)?;
+    outln!(
+        o,
+        "wrote {} bytes at {}: /{} is {} bytes",
+        count,
+        off,
+        Shown(p),
+        st.size
+    );
+    Ok(())
+}
+
+fn append(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Clock) -> CmdResult {
+    let p = path_arg(a.str()?);
+    let f = root.open(p, Rights::APPEND).map_err(err)?;
+    let (first, count) = if a.flag("--pattern") {
+        let pat = pattern_arg(a)?;
+        let count = a.size("COUNT")?;
+        a.finish()?;
+        // Each step lands at the end; its bytes are the pattern's at the offsets they land at
+        // (nothing else writes the file meanwhile: this capability holds its writer slot).
+        let mut buf = vec![0u8; count.min(STEP_BYTES) as usize];
+        let mut done = 0u64;
+        let mut first = None;
+        let mut progress = Progress::new(clock, PROGRESS_AFTER_NS);
+        while done < count {
+            let n = (count - done).min(STEP_BYTES) as usize;
+            let at = f.stat().map_err(err)?.size;
+            if at.saturating_add(n as u64) > MAX_FILE_SIZE {
+                return Err(fail!(
+                    "/{} would pass the largest file size, {}",
+                    Shown(p),
+                    HumanSize(MAX_FILE_SIZE)
+                ));
+            }
+            pat.fill(at, &mut buf[..n]);
+            let landed = f.append(&buf[..n]).map_err(err)?;
+            first.get_or_insert(landed);
+            done += n as u64;
+            progress.bytes(o, "append", done, count);
+        }
+        progress.end(o);
+        (first.unwrap_or(f.stat().map_err(err)?.size), count)
+    } else {
+        let words = a.rest();
+        if words.is_empty() {
+            return Err(CmdError::Usage);
+        }
+        let text = words.join(" ");
+        (f.append(text.as_bytes()).map_err(err)?, text.len() as u64)
+    };
+    let st = f.stat().map_err(err)?;
+    outln!(
+        o,
+        "appended {} bytes at {}: /{} is {} bytes",
+        count,
+        first,
+        Shown(p),
+        st.size
+    );
+    Ok(())
+}
+
+fn truncate(root: &dyn Directory, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let p = path_arg(a.str()?);
+    let size = a.size("SIZE")?;
+    a.finish()?;
+    let f = root.open(p, Rights::WRITE).map_err(err)?;
+    let was = f.stat().map_err(err)?.size;
+    f.truncate(size).map_err(err)?;
+    let now = f.stat().map_err(err)?.size;
+    outln!(o, "truncated /{}: {} -> {} bytes", Shown(p), was, now);
+    Ok(())
+}
+
+fn df<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
+    let sess = s.session();
+    let i = sess.store.info().map_err(err)?;
+    let free = i.capacity.saturating_sub(i.used);
+    outln!(
+        o,
+        "{} on {}: {} used of {}, {} free ({}%)",
+        i.engine,
+        i.device,
+        HumanSize(i.used),
+        HumanSize(i.capacity),
+        HumanSize(free),
+        free.saturating_mul(100) / i.capacity.max(1)
+    );
+    outln!(
+        o,
+        "bytes: capacity {}, used {}, free {}",
+        i.capacity,
+        i.used,
+        free
+    );
+    outln!(
+        o,
+        "files {}, directories {}, objects {}, names {}",
+        i.files,
+        i.dirs,
+        i.objects,
+        i.names
+    );
+    outln!(
+        o,
+        "open for writing {}, commits waiting for sync {}, generation {}",
+        sess.engine.writers().count(),
+        sess.engine.unsynced(),
+        i.generation
+    );
+    Ok(())
+}
+
+const BENCH_DEFAULT_N: u64 = 1000;
+const BENCH_MAX_N: u64 = 100_000;
+
+/// `fs bench`: the rows `make bench-fs` compares with a Linux guest on ext4.
+fn bench<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
+    let mut n = BENCH_DEFAULT_N;
+    while let Some(w) = a.opt_str() {
+        match w {
+            "-n" => n = a.u64("N")?,
+            _ => return Err(CmdError::Usage),
+        }
+    }
+    if !(10..=BENCH_MAX_N).contains(&n) {
+        return Err(bad_arg!("N must be 10..={}", BENCH_MAX_N));
+    }
+    let root = s.session().fs.clone();
+    let clock = s.store_clock();
+    let dir = format!("fs-bench-{:x}", clock.now_ns());
+    root.mkdir(&dir).map_err(err)?;
+    let r = bench_in(&*root, &dir, n, clock, o);
+    // The run's tree goes whatever happened.
+    let cleanup = root.remove(&dir, true).and_then(|_| root.sync());
+    r?;
+    cleanup.map_err(err)?;
+    Ok(())
+}
+
+fn bench_in(
+    root: &dyn Directory,
+    dir: &str,
+    n: u64,
+    clock: &dyn Clock,
+    o: &mut dyn Write,
+) -> CmdResult {
+    let d = root.open_dir(dir).map_err(err)?;
+    let mut data = vec![0u8; 4096];
+    // Creates: each a new file with 4 KiB written into it, then a sync (as `write`+`fsync`).
+    let tenth = (n / 10).max(1);
+    let (mut first, mut last) = (0u64, 0u64);
+    let t0 = clock.now_ns();
+    for i in 0..n {
+        let t = clock.now_ns();
+        Pattern::Seed(i).fill(0, &mut data);
+        let name = format!("f{}", i);
+        let f = d.open_or_create(&name, Rights::RW).map_err(err)?;
+        f.write(0, &data).map_err(err)?;
+        f.sync().map_err(err)?;
+        let dt = clock.now_ns().saturating_sub(t);
+        if i < tenth {
+            first += dt;
+        }
+        if i >= n - tenth {
+            last += dt;
+        }
+    }
+    let create_ns = clock.now_ns().saturating_sub(t0);
+    rate(o, "create+write 4K+sync", n, n * 4096, create_ns);
+    outln!(
+        o,
+        "fs bench creates: last {} at {} ops/s, first {} at {} ops/s: {}.{:02}x",
+        tenth,
+        per_s(tenth, last),
+        tenth,
+        per_s(tenth, first),
+        first * 100 / last.max(1) / 100,
+        first * 100 / last.max(1) % 100
+    );
+    // Sequential: 16 MiB in 1 MiB writes, then a sync.
+    let mib = vec![0x5au8; 1 << 20];
+    let f = d.open_or_create("seq", Rights::RW).map_err(err)?;
+    let t0 = clock.now_ns();
+    for i in 0..16u64 {
+        f.write(i << 20, &mib).map_err(err)?;
+    }
+    f.sync().map_err(err)?;
+    rate(o, "write 1M x16+sync", 16, 16 << 20, clock.now_ns() - t0);
+    // Reads: the sequential file, then every small one.
+    let mut buf = vec![0u8; 1 << 20];
+    let t0 = clock.now_ns();
+    for i in 0..16u64 {
+        if f.read(i << 20, &mut buf).map_err(err)? != buf.len() || buf != mib {
+            return Err(fail!("seq: 1 MiB at {} read back wrong", i << 20));
+        }
+    }
+    rate(o, "read 1M x16", 16, 16 << 20, clock.now_ns() - t0);
+    drop(f);
+    let t0 = clock.now_ns();
+    for i in 0..n {
+        let f = d.open(&format!("f{}", i), Rights::READ).map_err(err)?;
+        if f.read(0, &mut data).map_err(err)? != 4096 {
+            return Err(fail!("f{}: short read", i));
+        }
+        let mut want = [0u8; 8];
+        Pattern::Seed(i).fill(0, &mut want);
+        if data[..8] != want {
+            return Err(fail!("f{}: read back wrong", i));
+        }
+    }
+    rate(o, "open+read 4K", n, n * 4096, clock.now_ns() - t0);
+    // Renames, then one sync.
+    let t0 = clock.now_ns();
+    for i in 0..n {
+        d.rename(&format!("f{}", i), &format!("g{}", i))
+            .map_err(err)?;
+    }
+    d.sync().map_err(err)?;
+    rate(o, "rename (+1 sync)", n, 0, clock.now_ns() - t0);
+    Ok(())
+}
+
+fn per_s(n: u64, ns: u64) -> u64 {
+    (n as u128 * 1_000_000_000 / ns.max(1) as u128) as u64
+}
+
+fn rate(o: &mut dyn Write, what: &str, n: u64, bytes: u64, ns: u64) {
+    let ns = ns.max(1);
+    out!(
+        o,
+        "fs bench {}: {} ops in {} ms: {} ops/s",
+        what,
+        n,
+        ns / 1_000_000,
+        per_s(n, ns)
+    );
+    if bytes > 0 {
+        let kb_s = bytes as u128 * 1_000_000 / ns as u128;
+        out!(o, ", {}.{:03} MB/s", kb_s / 1000, kb_s % 1000);
+    }
+    outln!(o);
+}
+
+/// Text with control characters other than newline and tab escaped, invalid UTF-8 as `\xNN`.
+fn print_text(o: &mut dyn Write, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match core::str::from_utf8(rest) {
+            Ok(s) => {
+                put_escaped(o, s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                put_escaped(o, core::str::from_utf8(good).unwrap_or(""));
+                let skip = e.error_len().unwrap_or(bad.len()).max(1).min(bad.len());
+                for b in &bad[..skip] {
+                    let _ = write!(o, "\\x{:02x}", b);
+                }
+                rest = &bad[skip..];
+            }
+        }
+    }
+}
+
+fn put_escaped(o: &mut dyn Write, s: &str) {
+    for ch in s.chars() {
+        if ch.is_control() && ch != '\n' && ch != '\t' {
+            let _ = write!(o, "\\x{:02x}", ch as u32);
+        } else {
+            let _ = o.write_char(ch);
+        }
+    }
+}
