@@ -164,6 +164,11 @@ pub const MAX_PUT_BYTES: u64 = 16 << 20;
 /// `write` and a pattern `append` go in atomic steps of this many bytes.
 pub const STEP_BYTES: u64 = 1 << 20;
 
+/// The verbs `change` runs.
+pub const CHANGES: &[&str] = &[
+    "mkdir", "create", "put", "write", "append", "truncate", "mv", "rm", "sync",
+];
+
 /// The verbs that change the tree, on `root`: `None` if `verb` is not one of them. Every line
 /// printed is computed from the store after the operation (the sizes are `stat`'s).
 pub fn change(
@@ -574,6 +579,32 @@ fn put_escaped(o: &mut dyn Write, s: &str) {
             let _ = write!(o, "\\x{:02x}", ch as u32);
         } else {
             let _ = o.write_char(ch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::sync::Arc;
+    use capmon_storage::caps::DirCap;
+    use capmon_storage::RamEngine;
+
+    struct Zero;
+    impl Clock for Zero {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn change_takes_exactly_the_verbs_it_names() {
+        let root = DirCap::root(Arc::new(RamEngine::new()), Rights::ALL);
+        for verb in CHANGES.iter().chain(["ls", "cat", "fsck"].iter()) {
+            let mut o = String::new();
+            let r = change(&*root, verb, &mut Args::new(vec!["x"]), &mut o, &Zero);
+            assert_eq!(r.is_some(), CHANGES.contains(verb), "{}", verb);
         }
     }
 }

@@ -87,6 +87,12 @@ const COMMANDS: &[Command] = &[
         run: names,
     },
     Command {
+        name: "fs",
+        usage: "usage: capmon-store IMAGE fs mkdir|create|put|write|append|truncate|mv|rm|sync ARGS... \
+                (as the monitor's `fs`)",
+        run: fs_change,
+    },
+    Command {
         name: "rm",
         usage: "usage: capmon-store IMAGE rm NAME",
         run: rm,
@@ -280,6 +286,66 @@ fn put(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
     let h = ns.put(name, &msg, true).map_err(err)?;
     let st = ns.store().stat(&h).map_err(err)?;
     shown(o, |t| show::put(t, name, &st))
+}
+
+/// The host's clock for the monitor's verbs (progress lines and `synced in`).
+struct HostClock;
+
+impl capmon_hal::Clock for HostClock {
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
+}
+
+/// The monitor's text output (`core::fmt::Write`) onto stdout, keeping the first I/O error.
+struct FmtOut<'a> {
+    o: Out<'a>,
+    error: Option<std::io::Error>,
+}
+
+impl core::fmt::Write for FmtOut<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.error.is_none() {
+            if let Err(e) = self.o.write_all(s.as_bytes()) {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `fs VERB ARGS...`: the monitor's verbs that change the file tree, run by the monitor's own
+/// code (`capmon_cmds::fs::change`) on the image's root Directory, stamping times from the
+/// host's clock. Everything is made durable before the image is closed.
+fn fs_change(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {
+    let verb = a.str()?;
+    if !capmon_cmds::fs::CHANGES.contains(&verb) {
+        return Err(fail!(
+            "fs: unknown verb '{}' (one of: {})",
+            verb,
+            capmon_cmds::fs::CHANGES.join(", ")
+        ));
+    }
+    let t = target(ctx, true)?;
+    let (engine, opened) =
+        disk::open(t.dev, &t.name, true, now_ns()).map_err(|f| open_failure(&t.name, f, true))?;
+    let sess = Session::disk(
+        engine.with_clock(now_ns),
+        format!("redb on {}", t.name),
+        opened,
+    );
+    let mut w = FmtOut { o, error: None };
+    let r = capmon_cmds::fs::change(&*sess.fs, verb, a, &mut w, &HostClock)
+        .unwrap_or(Err(CmdError::Usage));
+    // A failed verb changed nothing; what succeeded before the failure (a step of a long
+    // write) is kept and made durable like the rest.
+    let synced = sess.sync_for_close().map_err(err);
+    r?;
+    synced?;
+    match w.error {
+        Some(e) => Err(CmdError::Failed(stdout_error(e))),
+        None => Ok(()),
+    }
 }
 
 fn rm(ctx: &Ctx, a: &mut Args, o: Out) -> CmdResult {

@@ -37,6 +37,13 @@ commands that write:
   put NAME --pattern P SIZE     a BytesBody object of SIZE bytes of pattern P (0xa5, inc,
                                 seed:N), as the monitor's `store put`
   rm NAME                       unbind NAME; the object goes when no name binds it
+  fs VERB ARGS...               change the file tree as the monitor's `fs VERB` does, with the
+                                same words and the same output line: mkdir PATH, create PATH,
+                                put PATH TEXT... | put PATH --pattern P SIZE,
+                                write PATH OFFSET COUNT PATTERN, append PATH TEXT... |
+                                append PATH --pattern P COUNT, truncate PATH SIZE, mv FROM TO,
+                                rm [-r] PATH, sync; times are the host's; every change is
+                                durable when the command returns
   repair                        open the store writable once, which repairs a store that was
                                 not closed cleanly (read-only commands refuse such a store)
 

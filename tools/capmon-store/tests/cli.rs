@@ -616,3 +616,93 @@ fn usage_errors_exit_2() {
     }
     fails(1, "x.img: No such file", &[&"x.img", &"ls"]);
 }
+
+#[test]
+fn fs_verbs_change_the_tree_across_invocations() {
+    let s = Scratch::new("fsverbs");
+    let img = s.path("disk.img");
+    gpt_image(&img, 40 * MIB, 32 * MIB);
+    ok(&[&img, &"mkfs"]);
+    assert_eq!(ok(&[&img, &"fs", &"mkdir", &"/d"]), "mkdir /d\n");
+    assert_eq!(ok(&[&img, &"fs", &"mkdir", &"d/e"]), "mkdir /d/e\n");
+    assert_eq!(
+        ok(&[&img, &"fs", &"put", &"d/note", &"one", &"two"]),
+        "put /d/note: 7 bytes\n"
+    );
+    assert_eq!(
+        ok(&[&img, &"fs", &"write", &"d/note", &"3000000", &"100", &"seed:4"]),
+        "wrote 100 bytes at 3000000: /d/note is 3000100 bytes\n"
+    );
+    ok(&[&img, &"fs", &"create", &"d/e/log"]);
+    assert_eq!(
+        ok(&[
+            &img,
+            &"fs",
+            &"append",
+            &"d/e/log",
+            &"--pattern",
+            &"inc",
+            &"2500K"
+        ]),
+        "appended 2560000 bytes at 0: /d/e/log is 2560000 bytes\n"
+    );
+    assert_eq!(
+        ok(&[&img, &"fs", &"truncate", &"d/e/log", &"1000"]),
+        "truncated /d/e/log: 2560000 -> 1000 bytes\n"
+    );
+    assert_eq!(
+        ok(&[&img, &"fs", &"mv", &"d/e/log", &"d/log"]),
+        "renamed /d/e/log -> /d/log\n"
+    );
+    assert!(ok(&[&img, &"fs", &"sync"]).starts_with("synced in "));
+    // Refusals: a named error, exit status 1, the image unchanged.
+    // (A writable open rewrites redb's header, so the image's bytes change; the store's
+    // generation, bumped by every commit, must not.)
+    let before = ok(&[&img, &"info"]);
+    assert!(before.contains(", generation "), "{}", before);
+    for (args, want) in [
+        (&["mkdir", "d"][..], "[exists]"),
+        (&["rm", "d"][..], "[notEmpty]"),
+        (&["rm", "nope"][..], "[notFound]"),
+        (&["mv", "d", "d/e/x"][..], "[invalidName]"),
+        (&["put", "../x", "y"][..], "[invalidName]"),
+        (&["write", "d", "0", "1", "0"][..], "[isDirectory]"),
+        (&["bogus"][..], "unknown verb 'bogus'"),
+    ] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&img, &"fs"];
+        for w in args {
+            a.push(w);
+        }
+        fails(1, want, &a);
+    }
+    assert_eq!(
+        ok(&[&img, &"info"]),
+        before,
+        "a refused verb commits nothing"
+    );
+    // The bytes, against what the verbs describe.
+    let mut note = vec![0u8; 3_000_100];
+    note[..7].copy_from_slice(b"one two");
+    Pattern::Seed(4).fill(3_000_000, &mut note[3_000_000..]);
+    assert_eq!(
+        ok(&[&img, &"sum", &"d/note"]),
+        format!("sha256 {}  3000100 bytes\n", sha256_hex(&note))
+    );
+    let mut log = vec![0u8; 1000];
+    Pattern::Inc.fill(0, &mut log);
+    assert_eq!(
+        Command::new(TOOL)
+            .arg(&img)
+            .args(["cat", "d/log"])
+            .output()
+            .unwrap()
+            .stdout,
+        log
+    );
+    assert_eq!(
+        ok(&[&img, &"fs", &"rm", &"-r", &"d"]),
+        "removed /d: 4 nodes\n"
+    );
+    assert_eq!(ok(&[&img, &"ls"]), "0 entries\n");
+    assert!(ok(&[&img, &"fsck"]).ends_with("fsck: clean\n"));
+}
