@@ -1425,6 +1425,89 @@ impl DiskEngine {
         })
     }
 
+    /// The inode table against the tree fsck walked: `parents` maps each node reached from the
+    /// root to the directory holding its entry. Every record decodes; a reached node records that
+    /// directory as its parent (the root, itself); `next_inode` is past every inode; no node's
+    /// generation is past the store's. Returns how many records the table holds.
+    pub fn check_inodes(
+        &self,
+        parents: &alloc::collections::BTreeMap<u64, u64>,
+        problems: &mut Vec<String>,
+    ) -> Result<u64> {
+        self.read(|tx| {
+            let meta = tx.open_table(META).map_err(io)?;
+            let get = |k: &str| -> Result<Option<u64>> {
+                Ok(meta.get(k).map_err(io)?.map(|g| g.value()))
+            };
+            let next = get("next_inode")?;
+            let generation = get("generation")?;
+            if next.is_none() {
+                problems.push(String::from("meta: no next_inode record"));
+            }
+            if generation.is_none() {
+                problems.push(String::from("meta: no generation record"));
+            }
+            let inodes = tx.open_table(INODES).map_err(io)?;
+            let mut n = 0;
+            for r in inodes.iter().map_err(io)? {
+                let (k, v) = r.map_err(io)?;
+                let ino = k.value();
+                n += 1;
+                let (st, parent) = match decode_inode(ino, v.value()) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        problems.push(format!("{}", e));
+                        continue;
+                    }
+                };
+                if let Some(&want) = parents.get(&ino) {
+                    if parent != want {
+                        problems.push(format!(
+                            "inode {}: records parent {}, its entry is in {}",
+                            ino, parent, want
+                        ));
+                    }
+                }
+                if next.is_some_and(|next| ino >= next) {
+                    problems.push(format!(
+                        "inode {}: not below next_inode {}",
+                        ino,
+                        next.unwrap_or(0)
+                    ));
+                }
+                if generation.is_some_and(|g| st.generation > g) {
+                    problems.push(format!(
+                        "inode {}: generation {} is past the store's {}",
+                        ino,
+                        st.generation,
+                        generation.unwrap_or(0)
+                    ));
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Test-only damage: rewrites inode `ino`'s record with `parent`, or the meta record `key`.
+    #[cfg(test)]
+    pub(crate) fn damage(&self, ino: u64, parent: u64, meta: Option<(&str, u64)>) -> Result<()> {
+        self.write(|tx| {
+            let st = {
+                let t = tx.open_table(INODES).map_err(io)?;
+                let rec = t.get(ino).map_err(io)?.ok_or_else(|| corrupt("no inode"))?;
+                decode_inode(ino, rec.value())?.0
+            };
+            tx.open_table(INODES)
+                .map_err(io)?
+                .insert(ino, encode_inode(&st, parent).as_slice())
+                .map_err(io)?;
+            if let Some((k, v)) = meta {
+                tx.open_table(META).map_err(io)?.insert(k, v).map_err(io)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Inodes in the table.
     pub fn inode_count(&self) -> Result<u64> {
         self.read(|tx| tx.open_table(INODES).map_err(io)?.len().map_err(io))

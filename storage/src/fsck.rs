@@ -121,8 +121,11 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
     }
     // The tree: every entry's inode exists, every node is reached once, sizes agree.
     let mut seen = BTreeSet::new();
+    // Each node reached, and the directory whose entry reached it.
+    let mut parents = BTreeMap::new();
     let mut todo = alloc::vec![(ROOT_INODE, String::from("/"))];
     seen.insert(ROOT_INODE);
+    parents.insert(ROOT_INODE, ROOT_INODE);
     while let Some((dir, path)) = todo.pop() {
         r.dirs += 1;
         let st = match e.fs_stat(dir) {
@@ -158,6 +161,7 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
                     .push(format!("{}: inode {} reached twice", p, ent.inode));
                 continue;
             }
+            parents.insert(ent.inode, dir);
             match ent.kind {
                 NodeKind::Dir => todo.push((ent.inode, format!("{}/", p))),
                 NodeKind::File => {
@@ -171,7 +175,7 @@ pub fn fsck(e: &dyn Engine, disk: Option<&DiskEngine>) -> Result<FsckReport> {
         let mut problems = Vec::new();
         r.chunks = d.check_chunks(&mut problems)?;
         r.problems.extend(problems);
-        let inodes = d.inode_count()?;
+        let inodes = d.check_inodes(&parents, &mut r.problems)?;
         if inodes != seen.len() as u64 {
             r.problems.push(format!(
                 "{} inode(s) not reachable from the root",

@@ -839,3 +839,30 @@ fn file_changes_wait_for_sync_and_a_store_change_makes_them_durable() {
     assert_eq!(code(d.stat("d/f")), "notFound");
     assert_eq!(d.stat("d/g").unwrap().size, 3);
 }
+
+#[test]
+fn fsck_finds_a_wrong_parent_and_a_stale_next_inode() {
+    let d = disk_engine(16 << 20, 512);
+    let e: Arc<dyn Engine> = d.clone();
+    let root = DirCap::root(e.clone(), Rights::ALL);
+    root.mkdir("a").unwrap();
+    root.put("a/f", b"x").unwrap();
+    let a = e.fs_lookup(ROOT_INODE, "a").unwrap().unwrap();
+    let f = e.fs_lookup(a, "f").unwrap().unwrap();
+    assert!(fsck::fsck(&*e, Some(&d)).unwrap().clean());
+    d.damage(f, ROOT_INODE, None).unwrap();
+    let r = fsck::fsck(&*e, Some(&d)).unwrap();
+    assert_eq!(
+        r.problems,
+        [format!(
+            "inode {}: records parent {}, its entry is in {}",
+            f, ROOT_INODE, a
+        )]
+    );
+    d.damage(f, a, Some(("next_inode", f))).unwrap();
+    let r = fsck::fsck(&*e, Some(&d)).unwrap();
+    assert_eq!(
+        r.problems,
+        [format!("inode {}: not below next_inode {}", f, f)]
+    );
+}
