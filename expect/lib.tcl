@@ -718,7 +718,8 @@ proc proof_finish {} {
     exit [expr {$f > 0 ? 1 : 0}]
 }
 
-# `poweroff` at the prompt must make QEMU exit with status 0 on its own (a check).
+# `poweroff` at the prompt must make QEMU exit with status 0 on its own (a check). What the
+# machine printed until then is left in ::proof(poweroff_out).
 proc poweroff {{timeout 30}} {
     set name "poweroff (-machine $::opt(-machine))"
     if {!$::proof(running)} {
@@ -730,6 +731,9 @@ proc poweroff {{timeout 30}} {
     expect {
         -i $::proof(sid) -timeout $timeout
         eof {
+            # What the machine printed after `poweroff` (its shutdown log), for the proof.
+            set ::proof(poweroff_out) ""
+            catch {set ::proof(poweroff_out) [string map {"\r" ""} $expect_out(buffer)]}
             set st [wait -i $::proof(sid)]
             set ::proof(running) 0
             set ms [expr {[clock milliseconds] - $t0}]

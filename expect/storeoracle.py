@@ -37,19 +37,32 @@ Every answer is `KEY VALUE` lines, easy to read from Tcl.
     storeoracle.py tree DIR
         every node under DIR, sorted: `dir PATH ENTRIES` and `file PATH SIZE MTIME_NS` (PATH
         relative, "" for DIR itself), then `files N`, `dirs N` (with DIR), `bytes N`,
-        `chunks N` (ceil(size / 65536) per file, the chunks the store keeps)
+        `chunks N` (ceil(size / 65472) per file, the chunks the store keeps: CHUNK_SIZE in
+        storage/src/engine.rs)
     storeoracle.py listing DIR
         DIR's entries as `fs ls` prints them (`d <entries>  name/`, `f <bytes>  name`, sorted
         by the bytes of the name, then `N entries`)
+    storeoracle.py fsdo DIR VERB ARGS...
+        the monitor's `fs VERB ARGS...` (mkdir, create, put, write, append, truncate, mv,
+        rm [-r]) done by the host's own file system on the tree under DIR (os.mkdir, open,
+        os.truncate, os.rename, ...): the line the monitor prints for it, or `error [CODE]`
+        with the schema's code for the errno (EEXIST exists, ENOENT notFound, ENOTEMPTY
+        notEmpty, EISDIR isDirectory, ENOTDIR notDirectory, EINVAL invalidName) or for a path
+        capmon's naming rules refuse (invalidName). Pattern bytes are blkpattern.py's at the
+        file offsets they land at, as in the monitor.
+    storeoracle.py sums DIR
+        every file under DIR: `PATH SIZE SHA256`, sorted by path
 
 A message is built twice: by hand below (the encoding rules of the Cap'n Proto spec,
 "Encoding": struct and list pointers, canonicalization: preorder, no slack, data sections
 trimmed of trailing zero words), and by `capnp convert text:canonical` over a schema whose
 struct has Object's layout with the body typed; the two must agree, or the oracle fails.
 """
+import errno
 import hashlib
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -63,6 +76,8 @@ SCHEMA = os.path.join(REPO, "schema", "storage.capnp")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import blkpattern  # noqa: E402
 
+# storage/src/engine.rs CHUNK_SIZE: the chunk size of every file the store writes.
+CHUNK_SIZE = 64 * 1024 - 64
 CAPMON_DATA = uuid.UUID("c0a9d47a-3f1e-4b8b-9a43-6361706d6f6e")
 # The body schema versions this build writes (storage/src/object.rs TEXT_VERSION, BYTES_VERSION).
 VERSION = 1
@@ -277,7 +292,7 @@ def cmd_mktree(argv):
     put("docs/deep/er/est/leaf.txt", b"a leaf, four directories down\n")
     os.makedirs(os.path.join(d, "docs/deep/void"))
     put("big.bin", random.Random(5).randbytes(5 << 20))
-    put("chunk+1.bin", random.Random(6).randbytes((64 << 10) + 1))
+    put("chunk+1.bin", random.Random(6).randbytes(CHUNK_SIZE + 1))
     put("名前-ünï.txt", "UTF-8: 名前, ünï, ✓\n".encode())
     put("with space.txt", b"a name with a space\n")
     put(".hidden", b"dot file\n")
@@ -302,7 +317,7 @@ def cmd_tree(argv):
             nodes.append((os.fsencode(r), "file %s %d %d" % (r, st.st_size, st.st_mtime_ns)))
             files += 1
             size += st.st_size
-            chunks += (st.st_size + 65535) // 65536
+            chunks += (st.st_size + CHUNK_SIZE - 1) // CHUNK_SIZE
     for _, line in sorted(nodes):
         print(line)
     print("files %d\ndirs %d\nbytes %d\nchunks %d" % (files, dirs, size, chunks))
@@ -320,11 +335,135 @@ def cmd_listing(argv):
     print("%d entries" % len(names))
 
 
+ERRNO_CODES = {errno.EEXIST: "exists", errno.ENOENT: "notFound", errno.ENOTEMPTY: "notEmpty",
+               errno.EISDIR: "isDirectory", errno.ENOTDIR: "notDirectory",
+               errno.EINVAL: "invalidName"}
+
+
+class Refused(Exception):
+    """A refusal, by its schema code."""
+
+
+def fs_path(top, word):
+    """The monitor's path_arg (one leading and one trailing '/' dropped), then capmon's naming
+    rules (storage/src/name.rs): relative, no empty, `.` or `..` component, no control
+    character, at most 255 bytes a component and 1024 in all."""
+    p = word[1:] if word.startswith("/") else word
+    p = p[:-1] if p.endswith("/") else p
+    comps = p.split("/")
+    if (not p or len(p.encode()) > 1024
+            or any(c in ("", ".", "..") or len(c.encode()) > 255 for c in comps)
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in p)):
+        raise Refused("invalidName")
+    return p, os.path.join(top, *comps)
+
+
+def fs_text_or_pattern(words, at):
+    """`TEXT...` or `--pattern P COUNT`: the bytes, for a file whose data starts at `at`."""
+    if words and words[0] == "--pattern":
+        pat = blkpattern.parse_pattern(words[1])
+        n = blkpattern.parse_amount(words[2], 512)
+        return blkpattern.pattern_bytes(pat, at, n)
+    return " ".join(words).encode()
+
+
+def fs_nodes(path):
+    if not os.path.isdir(path) or os.path.islink(path):
+        return 1
+    return 1 + sum(fs_nodes(os.path.join(path, n)) for n in os.listdir(path))
+
+
+def fs_verb(top, verb, a):
+    if verb in ("mkdir", "create"):
+        p, h = fs_path(top, a[0])
+        if verb == "mkdir":
+            os.mkdir(h)
+        else:
+            os.close(os.open(h, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return "%s /%s" % (verb, p)
+    if verb == "put":
+        p, h = fs_path(top, a[0])
+        data = fs_text_or_pattern(a[1:], 0)
+        with open(h, "wb") as f:
+            f.write(data)
+        return "put /%s: %d bytes" % (p, os.path.getsize(h))
+    if verb == "write":
+        p, h = fs_path(top, a[0])
+        off = blkpattern.parse_amount(a[1], 512)
+        n = blkpattern.parse_amount(a[2], 512)
+        data = blkpattern.pattern_bytes(blkpattern.parse_pattern(a[3]), off, n)
+        with open(h, "r+b") as f:
+            f.seek(off)
+            f.write(data)
+        return "wrote %d bytes at %d: /%s is %d bytes" % (n, off, p, os.path.getsize(h))
+    if verb == "append":
+        p, h = fs_path(top, a[0])
+        with open(h, "r+b") as f:
+            at = f.seek(0, os.SEEK_END)
+            data = fs_text_or_pattern(a[1:], at)
+            f.write(data)
+        return "appended %d bytes at %d: /%s is %d bytes" % (len(data), at, p,
+                                                            os.path.getsize(h))
+    if verb == "truncate":
+        p, h = fs_path(top, a[0])
+        before = os.path.getsize(h) if not os.path.isdir(h) else 0
+        if os.path.isdir(h):
+            raise OSError(errno.EISDIR, "a directory")
+        n = blkpattern.parse_amount(a[1], 512)
+        os.truncate(h, n)
+        return "truncated /%s: %d -> %d bytes" % (p, before, n)
+    if verb == "mv":
+        pf, hf = fs_path(top, a[0])
+        pt, ht = fs_path(top, a[1])
+        os.rename(hf, ht)
+        return "renamed /%s -> /%s" % (pf, pt)
+    if verb == "rm":
+        recursive = a[0] == "-r"
+        p, h = fs_path(top, a[1] if recursive else a[0])
+        if not os.path.lexists(h):
+            raise OSError(errno.ENOENT, "no such node")
+        n = fs_nodes(h)
+        if os.path.isdir(h):
+            if recursive:
+                shutil.rmtree(h)
+            else:
+                os.rmdir(h)
+        else:
+            os.unlink(h)
+        return "removed /%s: %d node%s" % (p, n, "" if n == 1 else "s")
+    die("fsdo: verb %s is not modelled" % verb)
+
+
+def cmd_fsdo(argv):
+    top, verb, a = argv[0], argv[1], argv[2:]
+    try:
+        print(fs_verb(top, verb, a))
+    except Refused as r:
+        print("error [%s]" % r.args[0])
+    except OSError as e:
+        if e.errno not in ERRNO_CODES:
+            die("fsdo %s: unexpected %s" % (verb, e))
+        print("error [%s]" % ERRNO_CODES[e.errno])
+
+
+def cmd_sums(argv):
+    top = argv[0]
+    out = []
+    for root, _dirs, files in os.walk(top):
+        for n in files:
+            h = os.path.join(root, n)
+            with open(h, "rb") as f:
+                d = hashlib.sha256(f.read()).hexdigest()
+            out.append((os.path.relpath(h, top), os.path.getsize(h), d))
+    for p, n, d in sorted(out, key=lambda t: os.fsencode(t[0])):
+        print("%s %d %s" % (p, n, d))
+
+
 def main(argv):
     cmds = {"text": cmd_text, "bytes": cmd_bytes, "schema": cmd_schema, "limit": cmd_limit,
             "superblock": cmd_superblock, "set-version": cmd_set_version, "random": cmd_random,
             "mktree": cmd_mktree, "tree": cmd_tree,
-            "listing": cmd_listing}
+            "listing": cmd_listing, "fsdo": cmd_fsdo, "sums": cmd_sums}
     if not argv or argv[0] not in cmds:
         die("usage: storeoracle.py %s ..." % "|".join(cmds))
     cmds[argv[0]](argv[1:])

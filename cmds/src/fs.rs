@@ -301,7 +301,10 @@ fn write(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Cloc
     while done < count {
         let n = (count - done).min(STEP_BYTES) as usize;
         pat.fill(off + done, &mut buf[..n]);
-        f.write(off + done, &buf[..n]).map_err(err)?;
+        if let Err(e) = f.write(off + done, &buf[..n]) {
+            progress.end(o);
+            return Err(stopped(e, done, count));
+        }
         done += n as u64;
         progress.bytes(o, "write", done, count);
     }
@@ -316,6 +319,22 @@ fn write(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Cloc
         st.size
     );
     Ok(())
+}
+
+/// A write or append in steps that failed after `done` of `count` bytes: the steps before
+/// the failing one were committed and stay (the code stays last, as every error ends).
+fn stopped(e: capmon_storage::StoreError, done: u64, count: u64) -> CmdError {
+    if done == 0 {
+        return err(e);
+    }
+    fail!(
+        "{}, after {} of {} bytes (the {} steps before it are kept) [{}]",
+        e,
+        done,
+        count,
+        done.div_ceil(STEP_BYTES),
+        e.code_name()
+    )
 }
 
 fn append(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Clock) -> CmdResult {
@@ -335,6 +354,7 @@ fn append(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Clo
             let n = (count - done).min(STEP_BYTES) as usize;
             let at = f.stat().map_err(err)?.size;
             if at.saturating_add(n as u64) > MAX_FILE_SIZE {
+                progress.end(o);
                 return Err(fail!(
                     "/{} would pass the largest file size, {}",
                     Shown(p),
@@ -342,7 +362,13 @@ fn append(root: &dyn Directory, a: &mut Args, o: &mut dyn Write, clock: &dyn Clo
                 ));
             }
             pat.fill(at, &mut buf[..n]);
-            let landed = f.append(&buf[..n]).map_err(err)?;
+            let landed = match f.append(&buf[..n]) {
+                Ok(at) => at,
+                Err(e) => {
+                    progress.end(o);
+                    return Err(stopped(e, done, count));
+                }
+            };
             first.get_or_insert(landed);
             done += n as u64;
             progress.bytes(o, "append", done, count);

@@ -272,6 +272,32 @@ pub fn decode_inode(ino: u64, mut bytes: &[u8]) -> Result<(NodeStat, u64)> {
     ))
 }
 
+// ---- growth ----
+
+/// redb's largest region with 4 KiB pages: below it the file grows by doubling, above it by
+/// up to two regions at a time (redb's `PageManager::grow`).
+const REDB_REGION_BYTES: u64 = 4 << 30;
+/// What a transaction may need beyond twice its data: its B-tree pages copied on write, and
+/// the largest single allocation (a 4 MiB object's page, up to 8 MiB), which redb grows for
+/// twice over.
+const TXN_SLACK_BYTES: u64 = 16 << 20;
+
+/// The longest redb's file of `len` bytes may become in a transaction that writes `data`
+/// bytes: redb's growth steps, taken as if the file were full, until they add twice the data
+/// plus the slack.
+pub fn worst_growth(len: u64, data: u64) -> u64 {
+    let need = data.saturating_mul(2).saturating_add(TXN_SLACK_BYTES);
+    let mut l = len;
+    while l.saturating_sub(len) < need && l < u64::MAX {
+        l = if l < REDB_REGION_BYTES {
+            l.saturating_mul(2).max(l.saturating_add(TXN_SLACK_BYTES))
+        } else {
+            l.saturating_add(2 * REDB_REGION_BYTES)
+        };
+    }
+    l
+}
+
 // ---- the engine ----
 
 impl DiskEngine {
@@ -370,15 +396,16 @@ impl DiskEngine {
         self.write_as(true, f)
     }
 
-    /// A file-system transaction: committed without a flush (durable at the next durable
-    /// commit), unless the store is close to full. There a failing transaction (no space)
-    /// makes redb reopen the database, which would drop what was committed without a flush;
-    /// so near the end of the partition every commit is durable, and a full partition never
-    /// costs an operation that returned.
-    fn write_fs<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let cap = self.dev.capacity();
-        let margin = (cap / 8).max(8 << 20);
-        let durable = self.dev.used().saturating_add(margin) > cap;
+    /// A file-system transaction writing about `data` bytes: committed without a flush
+    /// (durable at the next durable commit), unless redb's file could outgrow the partition
+    /// in it. A transaction that fails for lack of space makes redb reopen the database,
+    /// which drops what was committed without a flush; so whenever this one could fail so,
+    /// it and everything before it are made durable, and a full partition never costs an
+    /// operation that returned.
+    fn write_fs<T>(&self, data: u64, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let sb = crate::backend::SUPERBLOCK_BYTES;
+        let region = self.dev.used().saturating_sub(sb);
+        let durable = sb.saturating_add(worst_growth(region, data)) > self.dev.capacity();
         self.write_as(durable, f)
     }
 
@@ -422,7 +449,7 @@ impl DiskEngine {
             // database is reopened; reopening recovers the last commit, which the failed
             // transaction never reached.
             // What was committed without a flush is lost with the reopening (it never was
-            // durable); `write_fs` makes every commit durable near a full partition, so that
+            // durable); `write_fs` makes a commit durable wherever it could run out of space, so that
             // one cannot cost it.
             self.unsynced.store(0, Ordering::Release);
             let mut db = db;
@@ -750,7 +777,7 @@ impl Engine for DiskEngine {
     fn fs_create(&self, dir: u64, name: &str, kind: NodeKind) -> Result<u64> {
         crate::name::check_component(name)?;
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(0, |tx| {
             dir_w(tx, dir)?;
             if entry_w(tx, dir, name)?.is_some() {
                 return Err(StoreError::Exists(name.to_string()));
@@ -783,7 +810,7 @@ impl Engine for DiskEngine {
         crate::name::check_component(name)?;
         size_ok(data.len() as u64)?;
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(data.len() as u64, |tx| {
             dir_w(tx, dir)?;
             let (mut st, ino) = match entry_w(tx, dir, name)? {
                 Some(ino) => {
@@ -828,7 +855,7 @@ impl Engine for DiskEngine {
 
     fn fs_write(&self, ino: u64, at: At, data: &[u8]) -> Result<u64> {
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(data.len() as u64, |tx| {
             let (mut st, parent) = file_w(tx, ino)?;
             let off = match at {
                 At::Offset(o) => o,
@@ -849,7 +876,7 @@ impl Engine for DiskEngine {
     fn fs_truncate(&self, ino: u64, size: u64) -> Result<()> {
         size_ok(size)?;
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(0, |tx| {
             let (mut st, parent) = file_w(tx, ino)?;
             if size < st.size {
                 cut_chunks(tx, ino, st.chunk_size as u64, size)?;
@@ -865,7 +892,7 @@ impl Engine for DiskEngine {
     fn fs_remove(&self, dir: u64, name: &str, recursive: bool, in_use: InUse<'_>) -> Result<u64> {
         crate::name::check_component(name)?;
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(0, |tx| {
             dir_w(tx, dir)?;
             let ino =
                 entry_w(tx, dir, name)?.ok_or_else(|| StoreError::NotFound(name.to_string()))?;
@@ -897,7 +924,7 @@ impl Engine for DiskEngine {
         crate::name::check_component(from)?;
         crate::name::check_component(to)?;
         let now = self.now_ns();
-        self.write_fs(|tx| {
+        self.write_fs(0, |tx| {
             dir_w(tx, from_dir)?;
             dir_w(tx, to_dir)?;
             let src = entry_w(tx, from_dir, from)?

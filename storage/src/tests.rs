@@ -866,3 +866,53 @@ fn fsck_finds_a_wrong_parent_and_a_stale_next_inode() {
         [format!("inode {}: not below next_inode {}", f, f)]
     );
 }
+
+#[test]
+fn redb_growth_is_bounded_as_it_grows() {
+    const M: u64 = 1 << 20;
+    // Doubling below a region, at least by the slack.
+    assert_eq!(disk::worst_growth(6 * M, 0), 22 * M);
+    assert_eq!(disk::worst_growth(32 * M, M), 64 * M);
+    assert_eq!(disk::worst_growth(M, 16 * M), 68 * M);
+    // Past a region, by two regions a step.
+    assert_eq!(disk::worst_growth(5 << 30, 0), 13 << 30);
+    assert_eq!(disk::worst_growth(u64::MAX - 5, 0), u64::MAX);
+}
+
+#[test]
+fn filling_a_partition_with_file_writes_loses_none_that_returned() {
+    // 64 MiB: the first writes are far from full and commit without a flush; redb's file then
+    // grows by doubling, and the step that does not fit must not cost them.
+    let d = disk_engine(64 << 20, 512);
+    let e: Arc<dyn Engine> = d.clone();
+    let root = DirCap::root(e.clone(), Rights::ALL);
+    root.put("early", b"committed without a flush").unwrap();
+    assert_eq!(e.unsynced(), 1);
+    root.create("fill").unwrap();
+    let f = root.open("fill", Rights::APPEND).unwrap();
+    let step = vec![0x5au8; 1 << 20];
+    let mut kept = 0u64;
+    let err = loop {
+        match f.append(&step) {
+            Ok(_) => kept += step.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(kept < 64 << 20, "a 64 MiB partition held {} bytes", kept);
+    };
+    assert_eq!(err.code_name(), "noSpace", "{}", err);
+    // redb's file doubles: 49 MiB is its last step under 63 MiB, and chunks pack it whole.
+    assert!(kept >= 40 << 20, "only {} bytes fit", kept);
+    drop(f);
+    assert_eq!(root.stat("fill").unwrap().size, kept);
+    let mut buf = [0u8; 64];
+    let n = root
+        .open("early", Rights::READ)
+        .unwrap()
+        .read(0, &mut buf)
+        .unwrap();
+    assert_eq!(&buf[..n], b"committed without a flush");
+    assert!(fsck::fsck(&*e, Some(&d)).unwrap().clean());
+    root.remove("fill", false).unwrap();
+    root.put("after", &vec![1u8; 8 << 20]).unwrap();
+    assert!(fsck::fsck(&*e, Some(&d)).unwrap().clean());
+}
