@@ -10,6 +10,7 @@
 #   make run-uefi   the same under OVMF
 #   make store-tool target/release/capmon-store, the host tool for stores in image files
 #   make test       host tests, lints, every expect proof; ends with "N passed, N failed"
+#   make crash-test every crash state of the disk engine's crash-consistency harness (release)
 #   make bench      every benchmark (bench-store: the object store against ext4 in a Linux guest)
 #   make fuzz       every fuzz target for FUZZ_TIME (60) seconds
 #   make gdb        boot paused with QEMU's gdbstub and attach GDB
@@ -42,7 +43,7 @@ RUN_DATA_SIZE ?= 64M
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup kernel iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint \
+.PHONY: all setup kernel iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint crash-test \
         bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store fuzz gdb \
         clean
 
@@ -147,6 +148,12 @@ lint: $(SETUP_STAMP)
 
 test-host: $(SETUP_STAMP)
 	$(CARGO) test --workspace --exclude capmon-kernel 2>&1 | tee $(BUILD)/host-tests.log
+
+# The disk engine's crash-consistency harness over its whole space (storage/src/crash.rs):
+# every crash state of every workload, in release (about 10 minutes on 2 cores). test-host
+# runs a bounded sample of it (CAPMON_CRASH_STATES states).
+crash-test: $(SETUP_STAMP)
+	$(CARGO) test -p capmon-storage --features std --release crash_states_full -- --ignored --nocapture
 
 test-proofs: $(ISO) image image-gcp
 	expect/run-all.sh

@@ -1381,7 +1381,13 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
         backend: backend.clone(),
         name: name.to_string(),
     });
-    let fresh = backend.superblock().region_len == 0;
+    let mut fresh = backend.superblock().region_len == 0;
+    if writable && !fresh && never_initialised(&backend) {
+        // The first open stopped (a power cut) after the region grew and before redb had
+        // initialised its file: nothing was ever committed, so it starts again from empty.
+        redb::StorageBackend::set_len(&backend, 0).map_err(|e| OpenFailure::Database(io(e)))?;
+        fresh = true;
+    }
     let mut opened = Opened::default();
     let db = if writable {
         // The integrity check on open verifies the checksum of every page of the committed
@@ -1392,7 +1398,7 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
             .set_check_integrity_on_open(true)
             .create_with_backend(backend)
             .map_err(|e| OpenFailure::Database(io(e)))?;
-        if fresh {
+        if fresh || has_no_tables(&db).map_err(OpenFailure::Database)? {
             DiskEngine::init(&db, now_ns).map_err(OpenFailure::Database)?;
             opened.created = true;
         }
@@ -1410,6 +1416,31 @@ pub fn open<D: capmon_block::BlockDevice + Send + 'static>(
     };
     let e = DiskEngine::new(db, info).map_err(OpenFailure::Database)?;
     Ok((e, opened))
+}
+
+/// Bytes at the start of every redb file that redb has initialised: its magic number.
+const REDB_MAGIC_BYTES: usize = 9;
+
+/// Whether the region holds no redb database yet: where redb's magic number goes, it holds
+/// zeros. redb writes the magic last when it initialises its file, before any commit; a first
+/// open stopped between the region's growth and that write leaves zeros there (a store that
+/// was ever committed to has the magic, and a damaged one is refused by redb as before).
+fn never_initialised<D: capmon_block::BlockDevice + Send + 'static>(
+    b: &crate::backend::BlockBackend<D>,
+) -> bool {
+    let mut head = [0u8; REDB_MAGIC_BYTES];
+    b.superblock().region_len >= REDB_MAGIC_BYTES as u64
+        && redb::StorageBackend::read(b, 0, &mut head).is_ok()
+        && head == [0; REDB_MAGIC_BYTES]
+}
+
+/// Whether the database has no table at all: `DiskEngine::init` makes every table in one
+/// transaction, so none means the first open stopped after redb initialised its file and
+/// before that commit.
+fn has_no_tables(db: &Database) -> Result<bool> {
+    let tx = db.begin_read().map_err(io)?;
+    let none = tx.list_tables().map_err(io)?.next().is_none();
+    Ok(none)
 }
 
 impl DiskEngine {

@@ -19,6 +19,9 @@ pub mod session;
 pub mod show;
 #[cfg(test)]
 mod tests;
+// The crash-consistency harness (test-only: it needs std, for threads and unwinding).
+#[cfg(all(test, feature = "std"))]
+mod crash;
 
 pub use caps::{Directory, File, Namespace, Store, Value};
 pub use engine::Engine;
