@@ -52,6 +52,10 @@ Every answer is `KEY VALUE` lines, easy to read from Tcl.
         file offsets they land at, as in the monitor.
     storeoracle.py sums DIR
         every file under DIR: `PATH SIZE SHA256`, sorted by path
+    storeoracle.py raceblocks FILE
+        the file `fs race` leaves (cmds/src/fs_race.rs): records of 15 bytes `C IIIIII KK ok\n`
+        in blocks of 8; `A N`, `B N` (whole blocks of each CPU: one CPU's records of one round,
+        indices 0..7 in order) and `bad N` (blocks that are not), `bytes N`
 
 A message is built twice: by hand below (the encoding rules of the Cap'n Proto spec,
 "Encoding": struct and list pointers, canonicalization: preorder, no slack, data sections
@@ -459,11 +463,31 @@ def cmd_sums(argv):
         print("%s %d %s" % (p, n, d))
 
 
+def cmd_raceblocks(argv):
+    data = open(argv[0], "rb").read()
+    rec, per = 15, 8
+    counts = {"A": 0, "B": 0, "bad": 0}
+    recs = [data[i:i + rec] for i in range(0, len(data), rec)]
+    for b in range(0, len(recs), per):
+        blk = recs[b:b + per]
+        m = [re.fullmatch(rb"([AB]) (\d{6}) (\d{2}) ok\n", r) for r in blk]
+        if len(blk) == per and all(m):
+            who = {x.group(1) for x in m}
+            rounds = {x.group(2) for x in m}
+            if len(who) == 1 and len(rounds) == 1 and \
+                    [int(x.group(3)) for x in m] == list(range(per)):
+                counts[who.pop().decode()] += 1
+                continue
+        counts["bad"] += 1
+    print("A %d\nB %d\nbad %d\nbytes %d" % (counts["A"], counts["B"], counts["bad"], len(data)))
+
+
 def main(argv):
     cmds = {"text": cmd_text, "bytes": cmd_bytes, "schema": cmd_schema, "limit": cmd_limit,
             "superblock": cmd_superblock, "set-version": cmd_set_version, "random": cmd_random,
             "mktree": cmd_mktree, "tree": cmd_tree,
-            "listing": cmd_listing, "fsdo": cmd_fsdo, "sums": cmd_sums}
+            "listing": cmd_listing, "fsdo": cmd_fsdo, "sums": cmd_sums,
+            "raceblocks": cmd_raceblocks}
     if not argv or argv[0] not in cmds:
         die("usage: storeoracle.py %s ..." % "|".join(cmds))
     cmds[argv[0]](argv[1:])

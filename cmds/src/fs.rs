@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 const USAGE: &str = "fs [ls [PATH] | cat PATH | stat PATH | sum PATH | mkdir PATH | create PATH | \
 put PATH TEXT... | put PATH --pattern P SIZE | write PATH OFFSET COUNT PATTERN | \
 append PATH TEXT... | append PATH --pattern P COUNT | truncate PATH SIZE | mv FROM TO | \
-rm [-r] PATH | sync | fsck | df | bench [-n N]]";
+rm [-r] PATH | sync | fsck | df | bench [-n N] | race [-n N] [CPU]]";
 
 const HELP: &str = "\
 fs ls [PATH]           a directory: kind, size, name (d for directories)
@@ -48,6 +48,10 @@ fs fsck                check every object, name, file, chunk and redb's structur
 fs df                  space and counts of the store's partition
 fs bench [-n N]        create+write 4 KiB+sync N files (default 1000), 1 MiB writes+sync,
                        rename, read; ops/s and MB/s; the last 10% of creates against the first
+fs race [-n N] [CPU]   this CPU and CPU (default 1) at once, N rounds (default 100) each, on a
+                       new /race: appends to one file (one writer at a time: the other gets
+                       busy), then create, mv and rm of the same names; checks every block
+                       is one CPU's, every name had one winner, fsck is clean
 PATH is relative to the root directory capability; a leading / is allowed. File operations
 are atomic and visible at once; they are durable after `fs sync` (docs/storage.md).";
 
@@ -57,7 +61,7 @@ pub fn commands<S: StoreHost>() -> Vec<Command<S>> {
         group: "storage",
         subcommands: &[
             "ls", "cat", "stat", "sum", "mkdir", "create", "put", "write", "append", "truncate",
-            "mv", "rm", "sync", "fsck", "df", "bench",
+            "mv", "rm", "sync", "fsck", "df", "bench", "race",
         ],
         usage: USAGE,
         help: "files: ls, cat, stat, sum; mkdir, put, write, append, truncate, mv, rm, sync",
@@ -108,6 +112,7 @@ fn fs<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
             df(s, o)
         }
         Some("bench") => bench(s, a, o),
+        Some("race") => crate::fs_race::race(s, a, o),
         Some(w) => match change(&*root, w, a, o, s.store_clock()) {
             Some(r) => r,
             None => Err(bad_arg!("unknown subcommand '{}'", w)),

@@ -9,6 +9,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod blk;
 pub mod fs;
+pub mod fs_race;
 pub mod irq;
 pub mod nvme;
 pub mod pci;

@@ -28,7 +28,18 @@ pub trait StoreHost {
     fn store_clock(&self) -> &dyn Clock;
     /// The same clock as a function, for the engine to stamp file times with.
     fn store_time(&self) -> ClockFn;
+    /// Runs `there` on CPU `cpu` while `here` runs on this CPU, at the same time; returns
+    /// both reports (`fs race`). An error if `cpu` is this one, offline, or faulted.
+    fn store_race(
+        &mut self,
+        cpu: usize,
+        here: Work,
+        there: Work,
+    ) -> Result<(String, String), CmdError>;
 }
+
+/// One CPU's part of a race: it runs on its own and returns its report.
+pub type Work = alloc::boxed::Box<dyn FnOnce() -> String + Send>;
 
 pub(crate) fn err(e: StoreError) -> CmdError {
     fail!("{} [{}]", e, e.code_name())
@@ -725,6 +736,23 @@ mod tests {
         fn store_time(&self) -> ClockFn {
             test_clock
         }
+        fn store_race(
+            &mut self,
+            cpu: usize,
+            here: Work,
+            there: Work,
+        ) -> Result<(String, String), CmdError> {
+            if cpu != 1 {
+                return Err(CmdError::Failed(alloc::format!("no CPU {}", cpu)));
+            }
+            // Two host threads: a real race, as two CPUs run one in the kernel.
+            let t = std::thread::spawn(there);
+            let mine = here();
+            let theirs = t
+                .join()
+                .map_err(|_| CmdError::Failed("CPU 1 panicked".into()))?;
+            Ok((mine, theirs))
+        }
     }
 
     /// A clock that moves 1 us at every reading (file times are then distinct and ordered).
@@ -939,6 +967,53 @@ mod tests {
             format!("sha256 {}  1228800 bytes\n", hex(&sum))
         );
         assert!(run(&mut h2, "fs fsck").unwrap().contains("fsck: clean"));
+    }
+
+    #[test]
+    fn two_threads_race_on_one_file_and_one_directory_and_the_policy_holds() {
+        for disk in [false, true] {
+            let mut h = host_with(None);
+            if disk {
+                run(&mut h, "store format vda1 -f").unwrap();
+            }
+            let out = run(&mut h, "fs race -n 60").unwrap();
+            assert!(
+                out.ends_with("the policy held: one writer at a time, one winner per name\n"),
+                "{}",
+                out
+            );
+            assert!(out.contains("fsck: clean"), "{}", out);
+            for what in [
+                "create /race/d/n*",
+                "mv /race/d/n* /race/e/m*",
+                "rm /race/e/m*",
+            ] {
+                let line = out.lines().find(|l| l.starts_with(what)).unwrap();
+                let n: Vec<u64> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                // names, won, won, lost, lost, busy: every name had one winner.
+                assert_eq!(n[1] + n[2], 60, "{}", line);
+            }
+            // The file: whole blocks, as many as the holds.
+            let f = run(&mut h, "fs stat race/f").unwrap();
+            let size: u64 = f
+                .lines()
+                .find_map(|l| l.strip_prefix("size        "))
+                .and_then(|v| v.trim_end_matches(" bytes").parse().ok())
+                .unwrap();
+            assert_eq!(size % (8 * 15), 0, "{}", out);
+            assert!(size > 0);
+            assert!(failed(run(&mut h, "fs race")).contains("[exists]"));
+            assert!(failed(run(&mut h, "fs race -n 0 1")).contains("N must be"));
+            assert!(failed(
+                run(&mut h, "fs rm -r race")
+                    .map(|_| String::new())
+                    .and_then(|_| run(&mut h, "fs race 2"))
+            )
+            .contains("no CPU 2"));
+        }
     }
 
     #[test]

@@ -382,6 +382,27 @@ impl capmon_cmds::store::StoreHost for Machine {
     fn store_clock(&self) -> &dyn capmon_hal::Clock {
         &TscClock
     }
+
+    fn store_race(
+        &mut self,
+        cpu: usize,
+        here: capmon_cmds::store::Work,
+        there: capmon_cmds::store::Work,
+    ) -> Result<(String, String), CmdError> {
+        // Generous: a race of many rounds on an overloaded TCG host.
+        const TIMEOUT_MS: u64 = 120_000;
+        let c = smp_cpu(cpu)?;
+        let (mine, theirs) = crate::smp::ipi::run_beside(c, there, here, TIMEOUT_MS * 1_000_000)
+            .map_err(|e| run_error(e, cpu, TIMEOUT_MS))?;
+        if theirs.outcome == capmon_shell::Outcome::Faulted || theirs.stopped {
+            return Err(CmdError::Failed(format!(
+                "CPU {} faulted in its part of the race:\n{}",
+                cpu,
+                theirs.output.trim_end()
+            )));
+        }
+        Ok((mine, theirs.output))
+    }
 }
 impl capmon_cmds::virtio::VirtioHost for Machine {
     fn virtio_functions(&self) -> &[capmon_cmds::virtio::VirtioFunction] {
@@ -534,31 +555,14 @@ impl capmon_cmds::smp::SmpHost for Machine {
         line: &str,
         timeout_ms: u64,
     ) -> Result<capmon_cmds::smp::OnOutput, CmdError> {
-        use crate::smp::ipi::RunError;
         let c = smp_cpu(cpu)?;
-        match crate::smp::ipi::run_on(c, self, line, timeout_ms * 1_000_000) {
-            Ok(r) => Ok(capmon_cmds::smp::OnOutput {
-                output: r.output,
-                faulted: r.outcome == capmon_shell::Outcome::Faulted,
-                stopped: r.stopped,
-            }),
-            Err(RunError::NotFromAp) => Err(CmdError::Failed(format!(
-                "on: only the boot CPU's monitor hands out commands (this is CPU {})",
-                crate::smp::percpu::this().index
-            ))),
-            Err(RunError::Busy(t)) => Err(CmdError::Failed(format!(
-                "CPU {} still runs a command given up on earlier",
-                t
-            ))),
-            Err(RunError::NotPickedUp) => Err(CmdError::Failed(format!(
-                "CPU {} did not pick the command up within {} ms",
-                cpu, timeout_ms
-            ))),
-            Err(RunError::Wedged) => Err(CmdError::Failed(format!(
-                "CPU {} overran {} ms and ignored the NMI sent to stop it: left running",
-                cpu, timeout_ms
-            ))),
-        }
+        let r = crate::smp::ipi::run_on(c, self, line, timeout_ms * 1_000_000)
+            .map_err(|e| run_error(e, cpu, timeout_ms))?;
+        Ok(capmon_cmds::smp::OnOutput {
+            output: r.output,
+            faulted: r.outcome == capmon_shell::Outcome::Faulted,
+            stopped: r.stopped,
+        })
     }
 
     fn tlb_test(&mut self) -> Result<capmon_cmds::smp::TlbReport, CmdError> {
@@ -574,6 +578,27 @@ impl capmon_cmds::smp::SmpHost for Machine {
             missed_acks,
         })
     }
+}
+
+/// Why another CPU did not run what it was handed, in words.
+fn run_error(e: crate::smp::ipi::RunError, cpu: usize, timeout_ms: u64) -> CmdError {
+    use crate::smp::ipi::RunError;
+    CmdError::Failed(match e {
+        RunError::NotFromAp => format!(
+            "on: only the boot CPU's monitor hands out commands (this is CPU {})",
+            crate::smp::percpu::this().index
+        ),
+        RunError::Busy(t) => format!("CPU {} still runs a command given up on earlier", t),
+        RunError::NotPickedUp => format!(
+            "CPU {} did not pick the command up within {} ms",
+            cpu, timeout_ms
+        ),
+        RunError::Wedged => format!(
+            "CPU {} overran {} ms and ignored the NMI sent to stop it: left running",
+            cpu, timeout_ms
+        ),
+        RunError::SameCpu => format!("CPU {} is this CPU: a race needs another", cpu),
+    })
 }
 
 /// The online CPU with index `cpu`.

@@ -132,8 +132,14 @@ const RUNNING: u8 = 2;
 const DONE: u8 = 3;
 const ABANDONED: u8 = 4;
 
+/// Work handed to another CPU as a closure (`run_beside`): it runs there under that CPU's
+/// fault guard and returns its report.
+pub type Work = alloc::boxed::Box<dyn FnOnce() -> String + Send>;
+
 struct Job {
     line: String,
+    /// A closure to run instead of `line` (then `machine` is null).
+    work: Option<Work>,
     machine: *mut Machine,
     output: String,
     outcome: Outcome,
@@ -179,10 +185,15 @@ fn serve(me: &PerCpu) {
         MAILBOX.state.store(IDLE, Ordering::Release);
         return;
     };
-    // SAFETY: the requester handed us its `&mut Machine` and does not touch it until the
-    // job is DONE (or it has given up, see `RunError::Wedged`).
-    let m = unsafe { &mut *job.machine };
-    let (output, outcome) = crate::monitor::run_captured(m, &job.line);
+    let (output, outcome) = match job.work.take() {
+        Some(work) => run_work(work),
+        None => {
+            // SAFETY: the requester handed us its `&mut Machine` and does not touch it until
+            // the job is DONE (or it has given up, see `RunError::Wedged`).
+            let m = unsafe { &mut *job.machine };
+            crate::monitor::run_captured(m, &job.line)
+        }
+    };
     job.output = output;
     job.outcome = outcome;
     let from = job.from;
@@ -219,6 +230,47 @@ pub enum RunError {
     /// The command overran, and the target did not answer the NMI that should have stopped
     /// it: it is left running, and the machine it was given may still be in use.
     Wedged,
+    /// `run_beside` was asked to race this CPU against itself.
+    SameCpu,
+}
+
+/// Runs a closure under this CPU's fault guard, with a fault's report as its output.
+fn run_work(work: Work) -> (String, Outcome) {
+    let mut reports = alloc::boxed::Box::new(percpu::FaultLog::new());
+    let r = crate::arch::traps::with_captured_reports(&mut reports, || {
+        crate::arch::traps::guarded(work)
+    });
+    match r {
+        Some(out) => (out, Outcome::Success),
+        None => (String::from(reports.as_str()), Outcome::Faulted),
+    }
+}
+
+/// Runs `there` on `cpu` and `here` on this CPU at the same time (the two race for real),
+/// and returns both reports once both are done; `there` is bounded as `run_on`'s command
+/// is, from the moment `here` returns. `cpu` must be another CPU.
+pub fn run_beside(
+    cpu: &'static PerCpu,
+    there: Work,
+    here: impl FnOnce() -> String,
+    timeout_ns: u64,
+) -> Result<(String, Ran), RunError> {
+    if cpu.index == percpu::this().index {
+        return Err(RunError::SameCpu);
+    }
+    post(
+        cpu,
+        Job {
+            line: String::new(),
+            work: Some(there),
+            machine: core::ptr::null_mut(),
+            output: String::new(),
+            outcome: Outcome::Blank,
+            from: percpu::this().apic_id(),
+        },
+    )?;
+    let mine = here();
+    Ok((mine, collect(cpu, timeout_ns)?))
 }
 
 /// Runs `line` on `cpu` with `m` and returns its captured output; waits at most `timeout_ns`,
@@ -239,25 +291,39 @@ pub fn run_on(
             stopped: false,
         });
     }
-    if me.index != 0 {
+    post(
+        cpu,
+        Job {
+            line: String::from(line),
+            work: None,
+            machine: m as *mut Machine,
+            output: String::new(),
+            outcome: Outcome::Blank,
+            from: me.apic_id(),
+        },
+    )?;
+    collect(cpu, timeout_ns)
+}
+
+/// Puts `job` in the mailbox for `cpu` and wakes it.
+fn post(cpu: &'static PerCpu, job: Job) -> Result<(), RunError> {
+    if percpu::this().index != 0 {
         return Err(RunError::NotFromAp);
     }
     if MAILBOX.state.load(Ordering::Acquire) != IDLE {
         return Err(RunError::Busy(MAILBOX.target.load(Ordering::Acquire)));
     }
     // SAFETY: IDLE: the job slot is the requester's (we are the only requester).
-    unsafe {
-        *MAILBOX.job.get() = Some(Job {
-            line: String::from(line),
-            machine: m as *mut Machine,
-            output: String::new(),
-            outcome: Outcome::Blank,
-            from: me.apic_id(),
-        })
-    };
+    unsafe { *MAILBOX.job.get() = Some(job) };
     MAILBOX.target.store(cpu.index, Ordering::Release);
     MAILBOX.state.store(POSTED, Ordering::Release);
     wake(cpu);
+    Ok(())
+}
+
+/// Waits for the job posted to `cpu` (at most `timeout_ns`, then stops it with an NMI) and
+/// takes its result.
+fn collect(cpu: &'static PerCpu, timeout_ns: u64) -> Result<Ran, RunError> {
     let done = || {
         let s = MAILBOX.state.load(Ordering::Acquire);
         s != POSTED && s != RUNNING
