@@ -72,26 +72,7 @@ const MAX_SNAPSHOT_FILE: u64 = 64 << 20;
 
 // ---- a seeded stream ----
 
-/// splitmix64: the seeded stream for random workloads and random subsets.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
+use crate::tests::Rng;
 
 /// `len` bytes determined by `seed` (file data that differs from step to step).
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
