@@ -11,7 +11,8 @@
 #   make store-tool target/release/capmon-store, the host tool for stores in image files
 #   make test       host tests, lints, every expect proof; ends with "N passed, N failed"
 #   make crash-test every crash state of the disk engine's crash-consistency harness (release)
-#   make bench      every benchmark (bench-store: the object store against ext4 in a Linux guest)
+#   make bench      every benchmark (bench-store: the object store, bench-fs: its files, each
+#                   against ext4 in a Linux guest)
 #   make fuzz       every fuzz target for FUZZ_TIME (60) seconds
 #   make gdb        boot paused with QEMU's gdbstub and attach GDB
 # QEMU_EXTRA="..." adds QEMU arguments to every run target.
@@ -44,7 +45,7 @@ RUN_DATA_SIZE ?= 64M
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup kernel iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint crash-test \
-        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store fuzz gdb \
+        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs fuzz gdb \
         clean
 
 all: $(KERNEL_ELF)
@@ -163,7 +164,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store
+bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -185,6 +186,9 @@ bench-smp: $(ISO)
 
 bench-store: $(ISO)
 	scripts/bench-store.sh
+
+bench-fs: $(ISO)
+	scripts/bench-fs.sh
 
 # Every cargo-fuzz target for FUZZ_TIME seconds each, into scratch corpora under build/fuzz
 # (fuzz/corpus keeps the checked-in seeds). Installs cargo-fuzz when it is missing.

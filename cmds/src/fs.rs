@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 const USAGE: &str = "fs [ls [PATH] | cat PATH | stat PATH | sum PATH | mkdir PATH | create PATH | \
 put PATH TEXT... | put PATH --pattern P SIZE | write PATH OFFSET COUNT PATTERN | \
 append PATH TEXT... | append PATH --pattern P COUNT | truncate PATH SIZE | mv FROM TO | \
-rm [-r] PATH | sync | fsck | df | bench [-n N] | race [-n N] [CPU]]";
+rm [-r] PATH | sync | fsck | df | bench [-n N] [-m MIB] | race [-n N] [CPU]]";
 
 const HELP: &str = "\
 fs ls [PATH]           a directory: kind, size, name (d for directories)
@@ -46,8 +46,10 @@ fs rm [-r] PATH        remove a file or an empty directory; -r a whole tree
 fs sync                make every operation so far durable
 fs fsck                check every object, name, file, chunk and redb's structure
 fs df                  space and counts of the store's partition
-fs bench [-n N]        create+write 4 KiB+sync N files (default 1000), 1 MiB writes+sync,
-                       rename, read; ops/s and MB/s; the last 10% of creates against the first
+fs bench [-n N] [-m MIB]
+                       N creates of a file with 4 KiB, each synced (default 1000); MIB 1 MiB
+                       writes and a sync (16); reads of both; N renames and a sync; ops/s and
+                       MB/s, and the last 10% of creates' rate against the first 10%'s
 fs race [-n N] [CPU]   this CPU and CPU (default 1) at once, N rounds (default 100) each, on a
                        new /race: appends to one file (one writer at a time: the other gets
                        busy), then create, mv and rm of the same names; checks every block
@@ -453,52 +455,67 @@ fn df<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
 
 const BENCH_DEFAULT_N: u64 = 1000;
 const BENCH_MAX_N: u64 = 100_000;
+const BENCH_DEFAULT_MIB: u64 = 16;
+const BENCH_MAX_MIB: u64 = 1024;
 
-/// `fs bench`: the rows `make bench-fs` compares with a Linux guest on ext4.
+/// `fs bench`: the rows `make bench-fs` compares with a Linux guest on ext4
+/// (scripts/bench-fs-linux.c prints the same lines for the same work).
 fn bench<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResult {
-    let mut n = BENCH_DEFAULT_N;
+    let (mut n, mut mib) = (BENCH_DEFAULT_N, BENCH_DEFAULT_MIB);
     while let Some(w) = a.opt_str() {
         match w {
             "-n" => n = a.u64("N")?,
+            "-m" => mib = a.u64("MIB")?,
             _ => return Err(CmdError::Usage),
         }
     }
     if !(10..=BENCH_MAX_N).contains(&n) {
         return Err(bad_arg!("N must be 10..={}", BENCH_MAX_N));
     }
+    if !(1..=BENCH_MAX_MIB).contains(&mib) {
+        return Err(bad_arg!("MIB must be 1..={}", BENCH_MAX_MIB));
+    }
     let root = s.session().fs.clone();
     let clock = s.store_clock();
     let dir = format!("fs-bench-{:x}", clock.now_ns());
     root.mkdir(&dir).map_err(err)?;
-    let r = bench_in(&*root, &dir, n, clock, o);
-    // The run's tree goes whatever happened.
+    root.sync().map_err(err)?;
+    let r = bench_in(&*root, &dir, n, mib, clock, o);
+    // The run's tree goes whatever happened, and its removal is made durable (untimed), so
+    // the next run starts on a store as empty as this one did.
     let cleanup = root.remove(&dir, true).and_then(|_| root.sync());
     r?;
     cleanup.map_err(err)?;
     Ok(())
 }
 
+/// The runs of `bench`, in `root`'s directory `dir`. Each row's time is the sum of its timed
+/// operations (making the bytes to write is outside it); every byte read is checked.
 fn bench_in(
     root: &dyn Directory,
     dir: &str,
     n: u64,
+    mib: u64,
     clock: &dyn Clock,
     o: &mut dyn Write,
 ) -> CmdResult {
     let d = root.open_dir(dir).map_err(err)?;
     let mut data = vec![0u8; 4096];
-    // Creates: each a new file with 4 KiB written into it, then a sync (as `write`+`fsync`).
+    // Creates: each a new file with 4 KiB written into it, then a sync, which makes the file
+    // and its name durable (as create, write, fsync the file and its directory).
     let tenth = (n / 10).max(1);
-    let (mut first, mut last) = (0u64, 0u64);
-    let t0 = clock.now_ns();
+    let (mut total, mut first, mut last) = (0u64, 0u64, 0u64);
     for i in 0..n {
-        let t = clock.now_ns();
         Pattern::Seed(i).fill(0, &mut data);
         let name = format!("f{}", i);
-        let f = d.open_or_create(&name, Rights::RW).map_err(err)?;
+        let t = clock.now_ns();
+        d.create(&name).map_err(err)?;
+        let f = d.open(&name, Rights::RW).map_err(err)?;
         f.write(0, &data).map_err(err)?;
         f.sync().map_err(err)?;
+        drop(f);
         let dt = clock.now_ns().saturating_sub(t);
+        total += dt;
         if i < tenth {
             first += dt;
         }
@@ -506,74 +523,97 @@ fn bench_in(
             last += dt;
         }
     }
-    let create_ns = clock.now_ns().saturating_sub(t0);
-    rate(o, "create+write 4K+sync", n, n * 4096, create_ns);
+    rate(o, "create+write 4K+sync", n, n * 4096, total);
+    let (fr, lr) = (per_s_x10(tenth, first), per_s_x10(tenth, last));
+    let ratio = lr as u128 * 1000 / fr.max(1) as u128;
     outln!(
         o,
-        "fs bench creates: last {} at {} ops/s, first {} at {} ops/s: {}.{:02}x",
+        "fs bench creates: first {} at {}.{} ops/s, last {} at {}.{} ops/s: last/first {}.{:03}x",
         tenth,
-        per_s(tenth, last),
+        fr / 10,
+        fr % 10,
         tenth,
-        per_s(tenth, first),
-        first * 100 / last.max(1) / 100,
-        first * 100 / last.max(1) % 100
+        lr / 10,
+        lr % 10,
+        ratio / 1000,
+        ratio % 1000
     );
-    // Sequential: 16 MiB in 1 MiB writes, then a sync.
-    let mib = vec![0x5au8; 1 << 20];
+    // Sequential: MIB writes of 1 MiB into a new file, then a sync.
+    let mut block = vec![0u8; 1 << 20];
     let f = d.open_or_create("seq", Rights::RW).map_err(err)?;
-    let t0 = clock.now_ns();
-    for i in 0..16u64 {
-        f.write(i << 20, &mib).map_err(err)?;
+    let mut total = 0u64;
+    for i in 0..mib {
+        Pattern::Seed(n + i).fill(0, &mut block);
+        let t = clock.now_ns();
+        f.write(i << 20, &block).map_err(err)?;
+        total += clock.now_ns().saturating_sub(t);
     }
+    let t = clock.now_ns();
     f.sync().map_err(err)?;
-    rate(o, "write 1M x16+sync", 16, 16 << 20, clock.now_ns() - t0);
-    // Reads: the sequential file, then every small one.
+    total += clock.now_ns().saturating_sub(t);
+    rate(o, "write 1M+sync", mib, mib << 20, total);
+    // Reads: the sequential file, in 1 MiB reads, each checked.
     let mut buf = vec![0u8; 1 << 20];
-    let t0 = clock.now_ns();
-    for i in 0..16u64 {
-        if f.read(i << 20, &mut buf).map_err(err)? != buf.len() || buf != mib {
+    let mut total = 0u64;
+    for i in 0..mib {
+        let t = clock.now_ns();
+        let got = f.read(i << 20, &mut buf).map_err(err)?;
+        total += clock.now_ns().saturating_sub(t);
+        Pattern::Seed(n + i).fill(0, &mut block);
+        if got != buf.len() || buf != block {
             return Err(fail!("seq: 1 MiB at {} read back wrong", i << 20));
         }
     }
-    rate(o, "read 1M x16", 16, 16 << 20, clock.now_ns() - t0);
+    rate(o, "read 1M", mib, mib << 20, total);
     drop(f);
-    let t0 = clock.now_ns();
+    // Then every small file: open, read it whole, check it.
+    let mut want = vec![0u8; 4096];
+    let mut total = 0u64;
     for i in 0..n {
-        let f = d.open(&format!("f{}", i), Rights::READ).map_err(err)?;
-        if f.read(0, &mut data).map_err(err)? != 4096 {
-            return Err(fail!("f{}: short read", i));
-        }
-        let mut want = [0u8; 8];
+        let name = format!("f{}", i);
+        let t = clock.now_ns();
+        let f = d.open(&name, Rights::READ).map_err(err)?;
+        let got = f.read(0, &mut data).map_err(err)?;
+        drop(f);
+        total += clock.now_ns().saturating_sub(t);
         Pattern::Seed(i).fill(0, &mut want);
-        if data[..8] != want {
-            return Err(fail!("f{}: read back wrong", i));
+        if got != 4096 || data != want {
+            return Err(fail!("{}: read back wrong", name));
         }
     }
-    rate(o, "open+read 4K", n, n * 4096, clock.now_ns() - t0);
-    // Renames, then one sync.
-    let t0 = clock.now_ns();
+    rate(o, "open+read 4K", n, n * 4096, total);
+    // Renames, then one sync that makes them all durable.
+    let mut total = 0u64;
     for i in 0..n {
-        d.rename(&format!("f{}", i), &format!("g{}", i))
-            .map_err(err)?;
+        let (from, to) = (format!("f{}", i), format!("g{}", i));
+        let t = clock.now_ns();
+        d.rename(&from, &to).map_err(err)?;
+        total += clock.now_ns().saturating_sub(t);
     }
+    let t = clock.now_ns();
     d.sync().map_err(err)?;
-    rate(o, "rename (+1 sync)", n, 0, clock.now_ns() - t0);
+    total += clock.now_ns().saturating_sub(t);
+    rate(o, "rename+1 sync", n, 0, total);
     Ok(())
 }
 
-fn per_s(n: u64, ns: u64) -> u64 {
-    (n as u128 * 1_000_000_000 / ns.max(1) as u128) as u64
+/// Ten times the rate of `n` operations in `ns`.
+fn per_s_x10(n: u64, ns: u64) -> u64 {
+    (n as u128 * 10_000_000_000 / ns.max(1) as u128) as u64
 }
 
+/// One result line: `fs bench ROW: N ops in U us: R ops/s[, M MB/s]` (MB: 10^6 bytes).
 fn rate(o: &mut dyn Write, what: &str, n: u64, bytes: u64, ns: u64) {
     let ns = ns.max(1);
+    let r = per_s_x10(n, ns);
     out!(
         o,
-        "fs bench {}: {} ops in {} ms: {} ops/s",
+        "fs bench {}: {} ops in {} us: {}.{} ops/s",
         what,
         n,
-        ns / 1_000_000,
-        per_s(n, ns)
+        ns / 1000,
+        r / 10,
+        r % 10
     );
     if bytes > 0 {
         let kb_s = bytes as u128 * 1_000_000 / ns as u128;

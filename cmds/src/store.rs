@@ -820,6 +820,37 @@ mod tests {
     }
 
     #[test]
+    fn fs_bench_prints_every_row_and_leaves_the_store_as_it_found_it() {
+        let mut h = host_with(None);
+        run(&mut h, "store format vda1 -f").unwrap();
+        run(&mut h, "fs put keep hello").unwrap();
+        let before = run(&mut h, "fs ls").unwrap();
+        let out = run(&mut h, "fs bench -n 20 -m 2").unwrap();
+        let rows = [
+            "fs bench create+write 4K+sync: 20 ops in ",
+            "fs bench creates: first 2 at ",
+            "fs bench write 1M+sync: 2 ops in ",
+            "fs bench read 1M: 2 ops in ",
+            "fs bench open+read 4K: 20 ops in ",
+            "fs bench rename+1 sync: 20 ops in ",
+        ];
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), rows.len(), "{}", out);
+        for (l, r) in lines.iter().zip(rows) {
+            assert!(l.starts_with(r), "{} does not start with {}", l, r);
+        }
+        assert!(
+            lines[0].ends_with(" MB/s") && !lines[5].contains("MB/s"),
+            "{}",
+            out
+        );
+        assert_eq!(run(&mut h, "fs ls").unwrap(), before);
+        assert!(run(&mut h, "fs fsck").unwrap().contains("clean"));
+        assert!(failed(run(&mut h, "fs bench -n 9")).contains("10..="));
+        assert!(failed(run(&mut h, "fs bench -m 0")).contains("MIB"));
+    }
+
+    #[test]
     fn a_blank_partition_is_named_and_left_alone_until_formatted() {
         let mut h = host_with(None);
         let before = image(&h);
