@@ -3,7 +3,9 @@
 //! concurrency. This CPU and CPU (default 1) each run the same four phases, meeting at a
 //! barrier between them:
 //! 1. N times: open `/race/f` for appending; if that works, append a block of `RECORDS`
-//!    records, one commit each, then let go; if it is `busy`, read the file as it stands.
+//!    records, one commit each, then let go and wait until the other CPU tries the file (so
+//!    neither can starve the other by reopening at once); if it is `busy`, read the file as it
+//!    stands.
 //! 2. create `/race/d/n0` .. `n{N-1}` (both CPUs the same names);
 //! 3. move each to `/race/e/m{i}`; 4. remove each `/race/e/m{i}`.
 //!
@@ -35,6 +37,8 @@ const DEFAULT_ROUNDS: u64 = 100;
 const MAX_ROUNDS: u64 = 10_000;
 /// How long a CPU waits at a barrier for the other before it gives the race up.
 const BARRIER_NS: u64 = 60_000_000_000;
+/// The longest a CPU that let go of the file waits for the other to try it (`make_way`).
+const MAKE_WAY_NS: u64 = 50_000_000;
 
 /// What a CPU got for one name in one phase.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,6 +69,9 @@ struct Race {
     arrived: AtomicU64,
     /// Set by a side that gave up, so the other stops waiting for it.
     abandoned: AtomicBool,
+    /// Each side's opens of the file so far, and whether it is done with the file.
+    tries: [AtomicU64; 2],
+    past_file: [AtomicBool; 2],
     sides: [Mutex<Side>; 2],
 }
 
@@ -95,6 +102,8 @@ pub fn race<S: StoreHost>(s: &mut S, a: &mut Args, o: &mut dyn Write) -> CmdResu
         clock: s.store_time(),
         arrived: AtomicU64::new(0),
         abandoned: AtomicBool::new(false),
+        tries: [AtomicU64::new(0), AtomicU64::new(0)],
+        past_file: [AtomicBool::new(false), AtomicBool::new(false)],
         sides: [Mutex::new(Side::default()), Mutex::new(Side::default())],
     });
     let (r0, r1) = (r.clone(), r.clone());
@@ -186,6 +195,7 @@ fn run_side(r: &Race, me: usize) -> String {
     // 1: the file.
     if meet(&mut sd) {
         for i in 0..r.rounds {
+            r.tries[me].fetch_add(1, Ordering::AcqRel);
             match r.root.open("race/f", Rights::APPEND) {
                 Ok(f) => {
                     sd.held += 1;
@@ -194,6 +204,8 @@ fn run_side(r: &Race, me: usize) -> String {
                             sd.other.push(format!("append: {}", e));
                         }
                     }
+                    drop(f);
+                    make_way(r, me);
                 }
                 Err(StoreError::Busy(m)) => {
                     if m.contains("open for writing") {
@@ -207,6 +219,7 @@ fn run_side(r: &Race, me: usize) -> String {
             }
         }
     }
+    r.past_file[me].store(true, Ordering::Release);
     // 2-4: the names.
     for ph in 0..3 {
         if !meet(&mut sd) {
@@ -253,6 +266,22 @@ fn barrier(r: &Race, phase: u64) -> bool {
         core::hint::spin_loop();
     }
     true
+}
+
+/// After a hold: waits (at most `MAKE_WAY_NS`, not at all once the other CPU is past phase 1)
+/// until the other CPU starts an open of the file, then races it for the reopen. Without it the
+/// two loops can fall into step, this CPU reopening the moment it let go while the other, one
+/// read behind, only ever finds the file held.
+fn make_way(r: &Race, me: usize) {
+    let other = 1 - me;
+    let seen = r.tries[other].load(Ordering::Acquire);
+    let start = (r.clock)();
+    while r.tries[other].load(Ordering::Acquire) == seen
+        && !r.past_file[other].load(Ordering::Acquire)
+        && (r.clock)().saturating_sub(start) < MAKE_WAY_NS
+    {
+        core::hint::spin_loop();
+    }
 }
 
 fn record(c: char, i: u64, k: u64) -> Vec<u8> {

@@ -224,7 +224,7 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
         outln!(
             o,
             "i/o since open: redb {} reads ({} bytes, {} pages from the cache), {} writes ({} bytes); \
-             device {} reads, {} writes, {} flushes; {} partial pages",
+             device {} reads, {} writes ({} batches), {} flushes; {} partial sectors",
             st.reads,
             st.bytes_read,
             st.cache_hits,
@@ -232,6 +232,7 @@ fn info<S: StoreHost>(s: &mut S, o: &mut dyn Write) -> CmdResult {
             st.bytes_written,
             st.device_reads,
             st.device_writes,
+            st.write_batches,
             st.flushes,
             st.rmw_sectors
         );

@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use capmon_block::{BlkError, BlockDevice};
+use capmon_block::{BlkError, BlockDevice, WriteReq};
 use core::fmt;
 use redb::{BackendError, StorageBackend};
 use spin::Mutex;
@@ -29,6 +29,8 @@ pub const MIN_PARTITION_BYTES: u64 = 1 << 20;
 pub const ENCODED_BYTES: usize = 512;
 /// The largest single device request the backend makes (aligned writes, zero-fill).
 const CHUNK_BYTES: usize = 1 << 20;
+/// How many bytes of `write_out`'s requests are handed to the device at once.
+const BATCH_BYTES: usize = 4 << 20;
 
 // Field offsets of the encoded superblock (all integers little-endian).
 const OFF_VERSION: usize = 8;
@@ -441,6 +443,8 @@ pub struct BackendStats {
     /// Requests that reached the device (after the page cache, and coalescing at sync).
     pub device_reads: u64,
     pub device_writes: u64,
+    /// Batches of writes handed to the device at sync, each kept in flight together.
+    pub write_batches: u64,
     /// Pages of redb reads served by the page cache.
     pub cache_hits: u64,
 }
@@ -843,11 +847,18 @@ impl<D: BlockDevice> Inner<D> {
         Ok(())
     }
 
-    /// Writes every dirty page to the device, in ascending order, contiguous pages in one
-    /// request of at most `CHUNK_BYTES` (no flush). The pages stay cached, clean.
+    /// Writes every dirty page to the device (no flush): contiguous pages in one request of at
+    /// most `CHUNK_BYTES`, the requests in batches of up to `BATCH_BYTES` that the device may
+    /// keep in flight at once (between flushes the order of writes promises nothing anyway).
+    /// A request that is not whole sectors goes alone, read-modify-written. The pages stay
+    /// cached, clean.
     fn write_out(&mut self) -> Result<(), RegionError> {
         let dirty = self.cache.dirty_pages();
         let page = self.cache.page;
+        let ss = u64::from(self.geo.sector);
+        let depth = self.dev.max_depth();
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
         let mut i = 0;
         while i < dirty.len() {
             let mut j = i + 1;
@@ -865,20 +876,47 @@ impl<D: BlockDevice> Inner<D> {
                     buf[at..at + have].copy_from_slice(&p.data[..have]);
                 }
             }
-            write_bytes(
-                &mut self.dev,
-                self.geo.sector,
-                pos,
-                &buf,
-                &mut self.stats.rmw_sectors,
-            )?;
-            self.stats.device_writes += 1;
-            for idx in &dirty[i..j] {
-                self.cache.mark_clean(*idx);
+            if pos.is_multiple_of(ss) && (len as u64).is_multiple_of(ss) {
+                batch_bytes += len;
+                batch.try_reserve(1).map_err(|_| BlkError::NoMemory)?;
+                batch.push((pos / ss, buf));
+                if batch_bytes >= BATCH_BYTES {
+                    self.write_batch(&batch, depth)?;
+                    batch.clear();
+                    batch_bytes = 0;
+                }
+            } else {
+                write_bytes(
+                    &mut self.dev,
+                    self.geo.sector,
+                    pos,
+                    &buf,
+                    &mut self.stats.rmw_sectors,
+                )?;
+                self.stats.device_writes += 1;
             }
             i = j;
         }
+        self.write_batch(&batch, depth)?;
+        for idx in &dirty {
+            self.cache.mark_clean(*idx);
+        }
         self.cache.evict();
+        Ok(())
+    }
+
+    /// One batch of `write_out`: whole-sector requests `(lba, bytes)`, up to `depth` in flight.
+    fn write_batch(&mut self, batch: &[(u64, Vec<u8>)], depth: usize) -> Result<(), RegionError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut reqs = Vec::new();
+        reqs.try_reserve_exact(batch.len())
+            .map_err(|_| BlkError::NoMemory)?;
+        reqs.extend(batch.iter().map(|(lba, buf)| WriteReq { lba: *lba, buf }));
+        self.dev.write_batch(&reqs, depth)?;
+        self.stats.device_writes += batch.len() as u64;
+        self.stats.write_batches += 1;
         Ok(())
     }
 

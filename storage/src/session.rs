@@ -8,7 +8,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use capmon_block::partition::{self, SharedDevice};
-use capmon_block::{BlkError, BlkInfo, BlockDevice, ReadReq};
+use capmon_block::{BlkError, BlkInfo, BlockDevice, ReadReq, WriteReq};
 
 /// A registry device handed to the disk engine, which redb requires to be `Send + Sync`.
 ///
@@ -55,6 +55,9 @@ impl BlockDevice for SharedDev {
     }
     fn read_batch(&mut self, reqs: &mut [ReadReq<'_>], depth: usize) -> Result<(), BlkError> {
         partition::borrow(&self.0)?.read_batch(reqs, depth)
+    }
+    fn write_batch(&mut self, reqs: &[WriteReq<'_>], depth: usize) -> Result<(), BlkError> {
+        partition::borrow(&self.0)?.write_batch(reqs, depth)
     }
 }
 

@@ -113,12 +113,32 @@ pub trait BlockDevice {
         }
         Ok(())
     }
+
+    /// Writes every request of `reqs`, keeping up to `depth` of them in flight where the
+    /// driver can (the default writes them one after another), in no promised order: as
+    /// between any two flushes, a device may make them durable in any order. Each request is
+    /// checked as `write` checks it. On error the first error is returned once nothing is in
+    /// flight; which of the other requests were written is unspecified.
+    fn write_batch(&mut self, reqs: &[WriteReq<'_>], depth: usize) -> Result<(), BlkError> {
+        let _ = depth;
+        for r in reqs {
+            self.write(r.lba, r.buf)?;
+        }
+        Ok(())
+    }
 }
 
 /// One read of a batch: `buf.len() / sector_size` sectors starting at `lba`.
 pub struct ReadReq<'a> {
     pub lba: u64,
     pub buf: &'a mut [u8],
+}
+
+/// One write of a batch: `buf.len() / sector_size` sectors starting at `lba`.
+#[derive(Clone, Copy)]
+pub struct WriteReq<'a> {
+    pub lba: u64,
+    pub buf: &'a [u8],
 }
 
 /// Checks a request against a device's geometry: the common prologue of every driver's

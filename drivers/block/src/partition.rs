@@ -1,8 +1,9 @@
 //! A partition: a window of sectors on a parent device, itself a `BlockDevice`.
-use crate::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq};
+use crate::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq, WriteReq};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::cell::{RefCell, RefMut};
 
 /// A device shared between the registry and the partitions on it. capmon's monitor is
@@ -121,6 +122,25 @@ impl BlockDevice for Partition {
             r.lba -= self.start;
         }
         done
+    }
+
+    fn write_batch(&mut self, reqs: &[WriteReq<'_>], depth: usize) -> Result<(), BlkError> {
+        for r in reqs {
+            check_request(r.lba, r.buf.len(), self.sector_size, self.sectors)?;
+        }
+        if self.read_only {
+            return Err(BlkError::ReadOnly);
+        }
+        let mut moved = Vec::new();
+        moved
+            .try_reserve_exact(reqs.len())
+            .map_err(|_| BlkError::NoMemory)?;
+        // Checked as `write` checks: start + lba cannot overflow.
+        moved.extend(reqs.iter().map(|r| WriteReq {
+            lba: self.start + r.lba,
+            buf: r.buf,
+        }));
+        borrow(&self.parent)?.write_batch(&moved, depth)
     }
 }
 

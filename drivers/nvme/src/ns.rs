@@ -3,7 +3,7 @@ use crate::ctrl::{Controller, Job};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use capmon_block::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq};
+use capmon_block::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq, WriteReq};
 
 pub struct Namespace {
     ctrl: Arc<Controller>,
@@ -104,6 +104,21 @@ impl BlockDevice for Namespace {
         for r in reqs.iter_mut() {
             check_request(r.lba, r.buf.len(), self.sector_size(), self.blocks)?;
             jobs.push(self.job(r.lba, r.buf.as_mut_ptr(), r.buf.len(), true));
+        }
+        self.ctrl.run(&jobs, depth)
+    }
+
+    fn write_batch(&mut self, reqs: &[WriteReq<'_>], depth: usize) -> Result<(), BlkError> {
+        if self.read_only() {
+            return Err(BlkError::ReadOnly);
+        }
+        let mut jobs = Vec::new();
+        jobs.try_reserve_exact(reqs.len())
+            .map_err(|_| BlkError::NoMemory)?;
+        for r in reqs {
+            check_request(r.lba, r.buf.len(), self.sector_size(), self.blocks)?;
+            // The controller only reads the buffer for a write (the job's `false`).
+            jobs.push(self.job(r.lba, r.buf.as_ptr() as *mut u8, r.buf.len(), false));
         }
         self.ctrl.run(&jobs, depth)
     }

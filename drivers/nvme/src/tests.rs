@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use capmon_block::{BlkError, BlockDevice, ReadReq};
+use capmon_block::{BlkError, BlockDevice, ReadReq, WriteReq};
 use capmon_hal::fake::{FakeClock, FakeDma};
 use capmon_hal::{Cpus, Interrupts, IrqEvent, IrqOwner, IrqVector, Mechanism, MsiMessage};
 use capmon_pci::Bdf;
@@ -519,6 +519,45 @@ fn batches_keep_many_commands_in_flight() {
         assert_eq!(b[..], all[at..at + 4096]);
     }
     assert!(ns.max_depth() >= 32);
+    r.clean();
+}
+
+#[test]
+fn write_batches_land_every_piece_and_check_before_sending() {
+    let r = rig(two_namespaces());
+    let c = r.up();
+    let mut ns = Namespace::new(c.clone(), 1).unwrap();
+    let pieces: Vec<(u64, Vec<u8>)> = (0..40u64)
+        .map(|i| ((i * 37 % 250) * 8, pattern(i as u8 + 7, 4096)))
+        .filter({
+            let mut seen = std::collections::BTreeSet::new();
+            move |(l, _)| seen.insert(*l)
+        })
+        .chain([(4000, pattern(99, 300 * 1024))])
+        .collect();
+    let reqs: Vec<WriteReq<'_>> = pieces
+        .iter()
+        .map(|(lba, buf)| WriteReq { lba: *lba, buf })
+        .collect();
+    ns.write_batch(&reqs, 32).unwrap();
+    for (lba, buf) in &pieces {
+        assert_eq!(r.fake.read_ns(1, lba * 512, buf.len()), *buf, "lba {}", lba);
+    }
+    // One request past the end: nothing of the batch is sent.
+    let end = ns.capacity();
+    let marker = pattern(200, 4096);
+    let bad = [
+        WriteReq {
+            lba: 0,
+            buf: &marker,
+        },
+        WriteReq {
+            lba: end,
+            buf: &marker,
+        },
+    ];
+    assert!(ns.write_batch(&bad, 4).is_err());
+    assert_eq!(r.fake.read_ns(1, 0, 4096), pieces[0].1);
     r.clean();
 }
 

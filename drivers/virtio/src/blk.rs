@@ -18,7 +18,7 @@ use crate::queue::{Segment, SplitVirtqueue};
 use crate::VirtioError;
 use alloc::format;
 use alloc::string::String;
-use capmon_block::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq};
+use capmon_block::{check_request, BlkError, BlkInfo, BlockDevice, ReadReq, WriteReq};
 use capmon_hal::DmaRegion;
 use capmon_hal::{Dma, Mmio};
 
@@ -74,11 +74,11 @@ struct Inflight {
     bounced: bool,
 }
 
-/// The caller's buffers of a transfer: reads into one or more buffers, each at its own LBA,
-/// or a write from one.
+/// The caller's buffers of a transfer: reads into, or writes from, one or more buffers, each
+/// at its own LBA.
 enum Data<'a, 'b> {
     In(&'a mut [ReadReq<'b>]),
-    Out(u64, &'a [u8]),
+    Out(&'a [WriteReq<'b>]),
 }
 
 impl Data<'_, '_> {
@@ -86,7 +86,7 @@ impl Data<'_, '_> {
     fn part(&self, part: usize) -> Option<(u64, usize)> {
         match self {
             Data::In(reqs) => reqs.get(part).map(|r| (r.lba, r.buf.len())),
-            Data::Out(lba, buf) => (part == 0).then_some((*lba, buf.len())),
+            Data::Out(reqs) => reqs.get(part).map(|r| (r.lba, r.buf.len())),
         }
     }
 
@@ -97,7 +97,10 @@ impl Data<'_, '_> {
                 .get_mut(part)
                 .and_then(|r| r.buf.get_mut(off..off + len))
                 .map(|c| c.as_mut_ptr() as *const u8),
-            Data::Out(_, buf) => buf.get(off..off + len).map(|c| c.as_ptr()),
+            Data::Out(reqs) => reqs
+                .get(part)
+                .and_then(|r| r.buf.get(off..off + len))
+                .map(|c| c.as_ptr()),
         }
     }
 }
@@ -347,8 +350,9 @@ impl VirtioBlk {
                 let addr = match direct {
                     Some(a) => a,
                     None => {
-                        if let Data::Out(_, src) = &data {
-                            self.fill_slot(slot, src.get(next..next + len).unwrap_or(&[]));
+                        if let Data::Out(reqs) = &data {
+                            let src = reqs.get(part).and_then(|r| r.buf.get(next..next + len));
+                            self.fill_slot(slot, src.unwrap_or(&[]));
                         }
                         self.slot_phys(slot)
                     }
@@ -786,7 +790,7 @@ impl BlockDevice for VirtioBlk {
             return Err(BlkError::ReadOnly);
         }
         check_request(lba, buf.len(), self.sector_size, self.capacity)?;
-        self.transfer(Data::Out(lba, buf), self.slots)
+        self.transfer(Data::Out(&[WriteReq { lba, buf }]), self.slots)
     }
 
     fn flush(&mut self) -> Result<(), BlkError> {
@@ -810,6 +814,19 @@ impl BlockDevice for VirtioBlk {
             return Ok(());
         }
         self.transfer(Data::In(reqs), depth)
+    }
+
+    fn write_batch(&mut self, reqs: &[WriteReq<'_>], depth: usize) -> Result<(), BlkError> {
+        if self.read_only {
+            return Err(BlkError::ReadOnly);
+        }
+        for r in reqs {
+            check_request(r.lba, r.buf.len(), self.sector_size, self.capacity)?;
+        }
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        self.transfer(Data::Out(reqs), depth)
     }
 }
 
@@ -1105,6 +1122,49 @@ mod tests {
         blk.read_batch(&mut [], 4).unwrap();
         let q = blk.monitor().report().queues[0].clone();
         assert_eq!((q.free, q.avail_idx), (q.size, q.used_idx));
+        no_violations(&fake);
+    }
+
+    #[test]
+    fn write_batches_keep_the_asked_depth_in_flight_and_land_every_piece() {
+        let (fake, mut blk) = up(BlkConfig {
+            reverse: true,
+            ..Default::default()
+        });
+        // Twelve pieces of 4 KiB, scattered, and one of 100 KiB that is split.
+        let mut pieces: Vec<(u64, Vec<u8>)> = (0..12u64)
+            .map(|i| (i * 650, vec![i as u8 + 1; 4096]))
+            .collect();
+        pieces.push((7900, (0..100 * 1024).map(|i| (i % 253) as u8).collect()));
+        let reqs: Vec<WriteReq<'_>> = pieces
+            .iter()
+            .map(|(lba, buf)| WriteReq { lba: *lba, buf })
+            .collect();
+        for (depth, most) in [(1, 1), (32, 4)] {
+            fake.dev.lock().unwrap().max_outstanding = 0;
+            blk.write_batch(&reqs, depth).unwrap();
+            assert_eq!(fake.dev.lock().unwrap().max_outstanding, most);
+            let d = fake.dev.lock().unwrap();
+            for (lba, buf) in &pieces {
+                let at = *lba as usize * 512;
+                assert_eq!(&d.disk[at..at + buf.len()], &buf[..], "lba {}", lba);
+            }
+        }
+        // Checked before anything is sent: one bad request sends none.
+        let before = fake.dev.lock().unwrap().requests.len();
+        let bad = [
+            WriteReq {
+                lba: 0,
+                buf: &pieces[0].1,
+            },
+            WriteReq {
+                lba: 8190,
+                buf: &pieces[0].1,
+            },
+        ];
+        assert!(blk.write_batch(&bad, 4).is_err());
+        assert_eq!(fake.dev.lock().unwrap().requests.len(), before);
+        blk.write_batch(&[], 4).unwrap();
         no_violations(&fake);
     }
 
