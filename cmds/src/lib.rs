@@ -11,6 +11,7 @@ pub mod blk;
 pub mod fs;
 pub mod fs_race;
 pub mod irq;
+pub mod iso;
 pub mod nvme;
 pub mod pci;
 pub mod smp;
@@ -60,6 +61,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(virtio::commands::<S>());
     v.extend(nvme::commands::<S>());
     v.extend(blk::commands::<S>());
+    v.extend(iso::commands::<S>());
     v.extend(store::commands::<S>());
     v.extend(fs::commands::<S>());
     v
