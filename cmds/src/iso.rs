@@ -205,11 +205,13 @@ fn absolute(p: &str) -> String {
     }
 }
 
+/// The file at `path`, named by its whole path (the name read errors report).
 fn file(d: &mut dyn BlockDevice, v: &Volume, path: &str) -> Result<Entry, IsoError> {
-    let e = v.lookup(d, path)?;
+    let mut e = v.lookup(d, path)?;
     if e.kind == Kind::Dir {
         return Err(IsoError::IsADirectory(absolute(path)));
     }
+    e.name = absolute(path);
     Ok(e)
 }
 
@@ -349,7 +351,9 @@ mod tests {
 
     /// An image made by xorriso of: hello.txt, boot/bins/{a,b} (200 000 and 3 bytes), a link.
     fn image() -> (Vec<u8>, Vec<u8>) {
-        let dir = std::env::temp_dir().join(format!("capmon-iso-cmd-{}", std::process::id()));
+        static N: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("capmon-iso-cmd-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("boot/bins")).unwrap();

@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod ata;
 pub mod blk;
 pub mod fs;
 pub mod fs_race;
@@ -30,6 +31,7 @@ pub trait System:
     + blk::BlkHost
     + virtio::VirtioHost
     + nvme::NvmeHost
+    + ata::AtaHost
     + irq::IrqHost
     + smp::SmpHost
     + store::StoreHost
@@ -43,7 +45,7 @@ impl<
             + blk::BlkHost
             + virtio::VirtioHost
             + nvme::NvmeHost
-            + nvme::NvmeHost
+            + ata::AtaHost
             + irq::IrqHost
             + smp::SmpHost
             + store::StoreHost,
@@ -60,6 +62,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(pci::commands::<S>());
     v.extend(virtio::commands::<S>());
     v.extend(nvme::commands::<S>());
+    v.extend(ata::commands::<S>());
     v.extend(blk::commands::<S>());
     v.extend(iso::commands::<S>());
     v.extend(store::commands::<S>());

@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use capmon_acpi::Acpi;
 use capmon_block::{Kind, Registry};
+use capmon_cmds::ata::{AtaDevice, AtaFunction};
 use capmon_cmds::nvme::NvmeFunction;
 use capmon_cmds::virtio::VirtioFunction;
 use capmon_pci::{EcamRegion, EcamWindow, LegacyPorts, Pci};
@@ -18,6 +19,7 @@ use crate::time::TscClock;
 
 static DMA: KernelDma = KernelDma;
 static CLOCK: TscClock = TscClock;
+static PORTS: KernelPorts = KernelPorts;
 
 /// PCI through ECAM when the MCFG describes it, with the legacy ports beside it for comparison.
 pub fn pci(acpi: Option<&Acpi>) -> Result<Pci, String> {
@@ -161,6 +163,103 @@ pub fn nvme(bi: &BootInfo, pci: &Pci, blk: &mut Registry) -> Vec<NvmeFunction> {
             name,
             bdf,
             ctrl: Ok(ctrl),
+        });
+    }
+    found
+}
+
+/// Every PCI IDE controller (class 01:01): its channels' ports (compatibility mode's fixed
+/// ones, or native mode's from BARs 0-3), I/O decoding on, each channel probed; every ATAPI
+/// device with a medium joins the registry as `cd0`, `cd1`, ...
+pub fn ata(pci: &Pci, blk: &mut Registry) -> Vec<AtaFunction> {
+    let mut found = Vec::new();
+    for f in pci.enumerate().functions {
+        let h = &f.header;
+        if (h.class.base, h.class.sub) != (0x01, 0x01) {
+            continue;
+        }
+        let bdf = f.bdf();
+        let Ok(cfg) = pci.function(bdf) else { continue };
+        let prog_if = h.class.prog_if;
+        let mut channels = Vec::new();
+        for (i, ch) in [capmon_ata::PRIMARY, capmon_ata::SECONDARY]
+            .into_iter()
+            .enumerate()
+        {
+            // Prog-if bit 0 (primary) / bit 2 (secondary): the channel is in native mode.
+            let native = prog_if & (1 << (2 * i)) != 0;
+            if !native {
+                channels.push((ch, false));
+                continue;
+            }
+            let port = |index: u8| {
+                pci.bar(bdf, index)
+                    .ok()
+                    .filter(|b| b.kind == capmon_pci::BarKind::Io && b.addr != 0)
+                    .and_then(|b| u16::try_from(b.addr).ok())
+            };
+            match (port(2 * i as u8), port(2 * i as u8 + 1)) {
+                (Some(base), Some(ctrl)) => channels.push((
+                    capmon_ata::Channel {
+                        name: ch.name,
+                        base,
+                        ctrl: ctrl + 2,
+                    },
+                    true,
+                )),
+                _ => log::warn!(
+                    "{} IDE {} channel: native mode without I/O BARs",
+                    bdf,
+                    ch.name
+                ),
+            }
+        }
+        // I/O space decoding on (Command register bit 0); bus mastering is not used (PIO).
+        use capmon_hal::PciConfig;
+        cfg.write16(0x04, cfg.read16(0x04) | 0x1);
+        let list: Vec<capmon_ata::Channel> = channels.iter().map(|c| c.0).collect();
+        let mut devices = Vec::new();
+        for fd in capmon_ata::probe(&PORTS, &CLOCK, &list) {
+            let name = match (&fd.kind, &fd.identify) {
+                (capmon_ata::DevKind::Atapi | capmon_ata::DevKind::Satapi, Ok(id)) => {
+                    match capmon_ata::AtapiCd::open(
+                        &PORTS,
+                        &CLOCK,
+                        fd.channel,
+                        fd.slave,
+                        id.clone(),
+                    ) {
+                        Ok(cd) => {
+                            let blocks = capmon_block::BlockDevice::capacity(&cd);
+                            let n = blk.add(Kind::Cdrom, Box::new(cd));
+                            log::info!(
+                                "{}: ATAPI {} {} ({}), {} blocks of 2048",
+                                n,
+                                fd.channel.name,
+                                fd.position(),
+                                id.model,
+                                blocks
+                            );
+                            Ok(n)
+                        }
+                        Err(e) => {
+                            log::warn!("ATAPI {} {}: {}", fd.channel.name, fd.position(), e);
+                            Err(format!("{}", e))
+                        }
+                    }
+                }
+                (_, Err(e)) => Err(format!("IDENTIFY: {}", e)),
+                _ => Err(String::from(
+                    "ATA disks on IDE are not driven (SATA disks are, on AHCI)",
+                )),
+            };
+            devices.push(AtaDevice { found: fd, name });
+        }
+        found.push(AtaFunction {
+            bdf,
+            prog_if,
+            channels,
+            devices,
         });
     }
     found

@@ -22,6 +22,7 @@ pub struct Machine {
     pub blk: capmon_block::Registry,
     pub virtio: Vec<capmon_cmds::virtio::VirtioFunction>,
     pub nvme: Vec<capmon_cmds::nvme::NvmeFunction>,
+    pub ata: Vec<capmon_cmds::ata::AtaFunction>,
     /// The monitor's storage capabilities (the store on the data partition, or a RAM one).
     pub store: capmon_storage::session::Session,
 }
@@ -409,6 +410,12 @@ impl capmon_cmds::virtio::VirtioHost for Machine {
         &self.virtio
     }
 }
+impl capmon_cmds::ata::AtaHost for Machine {
+    fn ata_functions(&self) -> &[capmon_cmds::ata::AtaFunction] {
+        &self.ata
+    }
+}
+
 impl capmon_cmds::nvme::NvmeHost for Machine {
     fn nvme_functions(&self) -> &[capmon_cmds::nvme::NvmeFunction] {
         &self.nvme

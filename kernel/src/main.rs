@@ -98,13 +98,18 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
-    let (virtio, nvme) = match &pci {
+    let (virtio, nvme, ata) = match &pci {
         Ok(pci) => {
             irq::intx::set_topology(&pci.enumerate());
             let virtio = board::virtio(bi, pci, &mut blk);
-            (virtio, board::nvme(bi, pci, &mut blk))
+            let nvme = board::nvme(bi, pci, &mut blk);
+            (virtio, nvme, board::ata(pci, &mut blk))
         }
-        Err(_) => (alloc::vec::Vec::new(), alloc::vec::Vec::new()),
+        Err(_) => (
+            alloc::vec::Vec::new(),
+            alloc::vec::Vec::new(),
+            alloc::vec::Vec::new(),
+        ),
     };
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
@@ -125,6 +130,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         blk,
         virtio,
         nvme,
+        ata,
         store,
     };
     let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));

@@ -166,6 +166,12 @@ pub trait PortIo {
     fn outb(&self, port: u16, v: u8);
     fn outw(&self, port: u16, v: u16);
     fn outl(&self, port: u16, v: u32);
+    /// `buf.len()` 16-bit reads of one port (the kernel's is `rep insw`).
+    fn insw(&self, port: u16, buf: &mut [u16]) {
+        for w in buf {
+            *w = self.inw(port);
+        }
+    }
 }
 
 /// Model-specific registers (RDMSR/WRMSR).

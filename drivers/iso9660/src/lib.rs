@@ -320,6 +320,7 @@ impl Volume {
                 break;
             }
             if want < base + len {
+                self.check_extent(&|| f.name.clone(), x.lba, len)?;
                 let within = want - base;
                 let n = ((len - within) as usize).min(buf.len() - done);
                 let at = x.lba * u64::from(self.block) + within;
@@ -404,6 +405,11 @@ impl Volume {
             .first()
             .copied()
             .unwrap_or(Extent { lba: 0, len: 0 });
+        self.check_extent(
+            &|| alloc::format!("directory {}", path),
+            x.lba,
+            u64::from(x.len),
+        )?;
         let mut data = Vec::new();
         data.try_reserve_exact(x.len as usize)
             .map_err(|_| IsoError::NoMemory)?;

@@ -415,19 +415,33 @@ fn extents_outside_the_volume_and_broken_records_are_refused() {
     set_both32(&mut bad, rec + 2, 0x7fff_0000);
     let mut d = disk(&bad, 2048);
     let v = Volume::open(&mut d).unwrap();
-    match v.lookup(&mut d, "boot/bins/hello") {
-        Err(IsoError::OutOfVolume { what, .. }) => assert_eq!(what, "/boot/bins/hello"),
+    // The entry is listed (its directory is fine); reading it is refused.
+    let e = v.lookup(&mut d, "boot/bins/hello").unwrap();
+    match v.read(&mut d, &e, 0, &mut [0u8; 10]) {
+        Err(IsoError::OutOfVolume { what, .. }) => assert_eq!(what, "hello"),
         other => panic!("{:?}", other),
     }
+    assert_eq!(v.lookup(&mut d, "boot/bins/sha").unwrap().size, 23_456);
     // A size that runs off the end of the volume.
     let mut bad = img.clone();
     set_both32(&mut bad, rec + 10, 0xffff_fff0);
     let mut d = disk(&bad, 2048);
     let v = Volume::open(&mut d).unwrap();
+    let e = v.lookup(&mut d, "boot/bins/hello").unwrap();
     assert!(matches!(
-        v.lookup(&mut d, "boot/bins/hello"),
+        v.read(&mut d, &e, 0, &mut [0u8; 10]),
         Err(IsoError::OutOfVolume { .. })
     ));
+    // A directory whose extent is outside: listing it is refused.
+    let mut bad = img.clone();
+    let bins = find_record(&bad, b"BINS");
+    set_both32(&mut bad, bins + 2, 0x7fff_0000);
+    let mut d = disk(&bad, 2048);
+    let v = Volume::open(&mut d).unwrap();
+    match v.lookup(&mut d, "boot/bins/hello") {
+        Err(IsoError::OutOfVolume { what, .. }) => assert_eq!(what, "directory /boot/bins"),
+        other => panic!("{:?}", other),
+    }
     // A record length that crosses the block, and one too short.
     for len in [255u8, 20] {
         let mut bad = img.clone();

@@ -30,4 +30,17 @@ impl capmon_hal::PortIo for KernelPorts {
         // SAFETY: see above.
         unsafe { Port::<u32>::new(port).write(v) }
     }
+    fn insw(&self, port: u16, buf: &mut [u16]) {
+        // SAFETY: `rep insw` stores exactly `buf.len()` words at `buf`, which it owns mutably;
+        // the direction flag is clear (the ABI keeps it so).
+        unsafe {
+            core::arch::asm!(
+                "rep insw",
+                in("dx") port,
+                inout("rdi") buf.as_mut_ptr() => _,
+                inout("rcx") buf.len() => _,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
 }
