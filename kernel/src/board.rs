@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use capmon_acpi::Acpi;
 use capmon_block::{Kind, Registry};
-use capmon_cmds::ata::{AtaDevice, AtaFunction};
+use capmon_cmds::ata::{AhciFunction, AhciPortInfo, AtaDevice, AtaFunction};
 use capmon_cmds::nvme::NvmeFunction;
 use capmon_cmds::virtio::VirtioFunction;
 use capmon_pci::{EcamRegion, EcamWindow, LegacyPorts, Pci};
@@ -222,13 +222,8 @@ pub fn ata(pci: &Pci, blk: &mut Registry) -> Vec<AtaFunction> {
         for fd in capmon_ata::probe(&PORTS, &CLOCK, &list) {
             let name = match (&fd.kind, &fd.identify) {
                 (capmon_ata::DevKind::Atapi | capmon_ata::DevKind::Satapi, Ok(id)) => {
-                    match capmon_ata::AtapiCd::open(
-                        &PORTS,
-                        &CLOCK,
-                        fd.channel,
-                        fd.slave,
-                        id.clone(),
-                    ) {
+                    let t = capmon_ata::IdePacket::new(&PORTS, &CLOCK, fd.channel, fd.slave);
+                    match capmon_ata::AtapiCd::open(t, &CLOCK, id.clone()) {
                         Ok(cd) => {
                             let blocks = capmon_block::BlockDevice::capacity(&cd);
                             let n = blk.add(Kind::Cdrom, Box::new(cd));
@@ -260,6 +255,78 @@ pub fn ata(pci: &Pci, blk: &mut Registry) -> Vec<AtaFunction> {
             prog_if,
             channels,
             devices,
+        });
+    }
+    found
+}
+
+/// Every AHCI controller (PCI class 01:06, prog-if 01): ABAR (BAR 5) mapped, memory decoding
+/// and bus mastering on, each port with a device started; SATA disks join the registry as
+/// `sda`, `sdb`, ..., ATAPI drives with a medium as `cd0`, `cd1`, ...
+pub fn ahci(pci: &Pci, blk: &mut Registry) -> Vec<AhciFunction> {
+    use capmon_hal::{BarMapper, PciConfig};
+    let mut found = Vec::new();
+    let bars = PhysMapBars(&KernelPhysMap);
+    for f in pci.enumerate().functions {
+        let h = &f.header;
+        if (h.class.base, h.class.sub, h.class.prog_if) != (0x01, 0x06, 0x01) {
+            continue;
+        }
+        let bdf = f.bdf();
+        let Ok(cfg) = pci.function(bdf) else { continue };
+        let abar = match pci.bar(bdf, 5) {
+            Ok(b) if b.kind != capmon_pci::BarKind::Io && b.addr != 0 => b,
+            other => {
+                log::warn!("{} AHCI: no memory BAR 5 ({:?})", bdf, other.err());
+                continue;
+            }
+        };
+        let Some(mmio) = bars.map_mmio(abar.addr, abar.size.min(0x1100) as usize) else {
+            log::warn!("{} AHCI: cannot map ABAR at {:#x}", bdf, abar.addr);
+            continue;
+        };
+        cfg.write16(0x04, cfg.read16(0x04) | 0x6);
+        let (hba, probes) = capmon_ata::ahci::probe(mmio, &DMA, &CLOCK);
+        let mut ports = Vec::new();
+        for p in probes {
+            let mut name = Err(String::from("no device"));
+            if let (Some(kind), Ok(id), Some(handle)) = (p.kind, &p.identify, p.handle) {
+                name = match kind {
+                    capmon_ata::DevKind::Satapi => {
+                        match capmon_ata::AtapiCd::open(handle, &CLOCK, id.clone()) {
+                            Ok(cd) => Ok(blk.add(Kind::Cdrom, Box::new(cd))),
+                            Err(e) => Err(format!("{}", e)),
+                        }
+                    }
+                    _ => match capmon_ata::ahci::AhciDisk::new(handle, id.clone()) {
+                        Ok(d) => Ok(blk.add(Kind::Sata, Box::new(d))),
+                        Err(e) => Err(format!("{}", e)),
+                    },
+                };
+                match &name {
+                    Ok(n) => log::info!("{}: AHCI {} port {} ({})", n, bdf, p.port, id.model),
+                    Err(e) => log::warn!("AHCI {} port {}: {}", bdf, p.port, e),
+                }
+            } else if let Err(e) = &p.identify {
+                if p.ssts & 0xf == 3 {
+                    name = Err(format!("{}", e));
+                }
+            }
+            ports.push(AhciPortInfo {
+                port: p.port,
+                ssts: p.ssts,
+                sig: p.sig,
+                kind: p.kind,
+                identify: p.identify,
+                name,
+            });
+        }
+        found.push(AhciFunction {
+            bdf,
+            version: hba.version,
+            cap: hba.cap,
+            pi: hba.pi,
+            ports,
         });
     }
     found

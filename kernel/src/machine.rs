@@ -23,6 +23,7 @@ pub struct Machine {
     pub virtio: Vec<capmon_cmds::virtio::VirtioFunction>,
     pub nvme: Vec<capmon_cmds::nvme::NvmeFunction>,
     pub ata: Vec<capmon_cmds::ata::AtaFunction>,
+    pub ahci: Vec<capmon_cmds::ata::AhciFunction>,
     /// The monitor's storage capabilities (the store on the data partition, or a RAM one).
     pub store: capmon_storage::session::Session,
 }
@@ -413,6 +414,9 @@ impl capmon_cmds::virtio::VirtioHost for Machine {
 impl capmon_cmds::ata::AtaHost for Machine {
     fn ata_functions(&self) -> &[capmon_cmds::ata::AtaFunction] {
         &self.ata
+    }
+    fn ahci_functions(&self) -> &[capmon_cmds::ata::AhciFunction] {
+        &self.ahci
     }
 }
 

@@ -98,18 +98,15 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
-    let (virtio, nvme, ata) = match &pci {
+    let (virtio, nvme, ata, ahci) = match &pci {
         Ok(pci) => {
             irq::intx::set_topology(&pci.enumerate());
             let virtio = board::virtio(bi, pci, &mut blk);
             let nvme = board::nvme(bi, pci, &mut blk);
-            (virtio, nvme, board::ata(pci, &mut blk))
+            let ata = board::ata(pci, &mut blk);
+            (virtio, nvme, ata, board::ahci(pci, &mut blk))
         }
-        Err(_) => (
-            alloc::vec::Vec::new(),
-            alloc::vec::Vec::new(),
-            alloc::vec::Vec::new(),
-        ),
+        Err(_) => Default::default(),
     };
     board::ram_disk(bi, &mut blk);
     board::scan_partitions(&mut blk);
@@ -131,6 +128,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         virtio,
         nvme,
         ata,
+        ahci,
         store,
     };
     let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));

@@ -38,31 +38,32 @@ const KEY_UNIT_ATTENTION: u8 = 0x6;
 const ASC_BECOMING_READY: u8 = 0x04;
 const ASC_INVALID_OPCODE: u8 = 0x20;
 
-pub struct AtapiCd {
-    io: &'static dyn PortIo,
+/// How packet commands reach a drive: the IDE task file in PIO (`IdePacket`), or an AHCI
+/// port by DMA (`crate::ahci`).
+pub trait PacketTransport {
+    /// One packet command with data to the host, into `buf`: the bytes the drive sent.
+    /// CHECK CONDITION is `AtaError::Aborted` whose error value's high nibble is the sense key.
+    fn packet(&mut self, cdb: &[u8; 12], buf: &mut [u8]) -> Result<usize, AtaError>;
+    /// `atapi` or `ahci-atapi`, for `BlkInfo::driver`.
+    fn driver(&self) -> &'static str;
+}
+
+/// An ATAPI CD/DVD drive over a transport: 2048-byte blocks, read-only.
+pub struct AtapiCd<T: PacketTransport> {
+    t: T,
     clock: &'static dyn Clock,
-    ch: Channel,
-    slave: bool,
     ident: Identify,
     blocks: u64,
     /// Cleared when the drive refuses READ(12); READ(10) then.
     read12: bool,
     /// UNIT ATTENTIONs seen (and retried past) since open.
     pub unit_attentions: u64,
-    /// One DRQ block of data words.
-    words: Vec<u16>,
 }
 
-impl AtapiCd {
-    /// Opens the ATAPI device at `ch`/`slave` (as `ide::probe` found it): waits out UNIT
+impl<T: PacketTransport> AtapiCd<T> {
+    /// Opens the drive behind `t` (IDENTIFY PACKET DEVICE gave `ident`): waits out UNIT
     /// ATTENTION and a drive becoming ready, then reads its capacity.
-    pub fn open(
-        io: &'static dyn PortIo,
-        clock: &'static dyn Clock,
-        ch: Channel,
-        slave: bool,
-        ident: Identify,
-    ) -> Result<AtapiCd, AtaError> {
+    pub fn open(t: T, clock: &'static dyn Clock, ident: Identify) -> Result<Self, AtaError> {
         if ident.packet_bytes != 12 {
             return Err(AtaError::Protocol(format!(
                 "{}-byte packets (only 12-byte ones are supported)",
@@ -70,15 +71,12 @@ impl AtapiCd {
             )));
         }
         let mut cd = AtapiCd {
-            io,
+            t,
             clock,
-            ch,
-            slave,
             ident,
             blocks: 0,
             read12: true,
             unit_attentions: 0,
-            words: vec![0u16; BYTE_COUNT_LIMIT as usize / 2],
         };
         cd.command(&[TEST_UNIT_READY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &mut [])?;
         let mut cap = [0u8; 8];
@@ -105,20 +103,8 @@ impl AtapiCd {
         &self.ident
     }
 
-    pub fn channel(&self) -> Channel {
-        self.ch
-    }
-
-    pub fn is_slave(&self) -> bool {
-        self.slave
-    }
-
-    fn regs(&self) -> Regs<'static> {
-        Regs {
-            io: self.io,
-            clock: self.clock,
-            ch: self.ch,
-        }
+    pub fn transport(&self) -> &T {
+        &self.t
     }
 
     /// A packet command with retries: after UNIT ATTENTION (a medium change or reset the
@@ -127,7 +113,7 @@ impl AtapiCd {
         let start = self.clock.now_ns();
         let mut ua = 0;
         loop {
-            let e = match self.packet(cdb, buf) {
+            let e = match self.t.packet(cdb, buf) {
                 Ok(n) => return Ok(n),
                 Err(AtaError::Aborted { error, .. }) if cdb[0] != REQUEST_SENSE => {
                     self.sense(cdb[0], error)?
@@ -157,7 +143,7 @@ impl AtapiCd {
     fn sense(&mut self, op: u8, error: u8) -> Result<AtaError, AtaError> {
         let mut s = [0u8; 18];
         let cdb = [REQUEST_SENSE, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0];
-        match self.packet(&cdb, &mut s) {
+        match self.t.packet(&cdb, &mut s) {
             Ok(n) if n >= 14 && s[0] & 0x7e == 0x70 => Ok(AtaError::Sense {
                 op,
                 key: s[2] & 0x0f,
@@ -173,6 +159,90 @@ impl AtapiCd {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), AtaError> {
+        let count = (buf.len() / BLOCK) as u32;
+        let l = (lba as u32).to_be_bytes();
+        let n = if self.read12 {
+            let c = count.to_be_bytes();
+            let cdb = [
+                READ_12, 0, l[0], l[1], l[2], l[3], c[0], c[1], c[2], c[3], 0, 0,
+            ];
+            match self.command(&cdb, buf) {
+                Err(AtaError::Sense {
+                    key: KEY_ILLEGAL_REQUEST,
+                    asc: ASC_INVALID_OPCODE,
+                    ..
+                }) => {
+                    log::info!("atapi: the drive refuses READ(12); using READ(10)");
+                    self.read12 = false;
+                    return self.read_blocks(lba, buf);
+                }
+                r => r?,
+            }
+        } else {
+            let c = (count as u16).to_be_bytes();
+            let cdb = [READ_10, 0, l[0], l[1], l[2], l[3], 0, c[0], c[1], 0, 0, 0];
+            self.command(&cdb, buf)?
+        };
+        if n != buf.len() {
+            return Err(AtaError::Protocol(format!(
+                "READ of {} blocks at {} moved {} bytes",
+                count, lba, n
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Packet commands through an IDE channel's task file, PIO data-in, polled (ATA/ATAPI-6
+/// §8.21, §9.8).
+pub struct IdePacket {
+    io: &'static dyn PortIo,
+    clock: &'static dyn Clock,
+    ch: Channel,
+    slave: bool,
+    /// One DRQ block of data words.
+    words: Vec<u16>,
+}
+
+impl IdePacket {
+    pub fn new(
+        io: &'static dyn PortIo,
+        clock: &'static dyn Clock,
+        ch: Channel,
+        slave: bool,
+    ) -> Self {
+        IdePacket {
+            io,
+            clock,
+            ch,
+            slave,
+            words: vec![0u16; BYTE_COUNT_LIMIT as usize / 2],
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.ch
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.slave
+    }
+
+    fn regs(&self) -> Regs<'static> {
+        Regs {
+            io: self.io,
+            clock: self.clock,
+            ch: self.ch,
+        }
+    }
+}
+
+impl PacketTransport for IdePacket {
+    fn driver(&self) -> &'static str {
+        "atapi"
     }
 
     /// One PACKET command, PIO data-in into `buf`: returns the bytes the device sent.
@@ -238,47 +308,13 @@ impl AtapiCd {
             got += n;
         }
     }
-
-    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), AtaError> {
-        let count = (buf.len() / BLOCK) as u32;
-        let l = (lba as u32).to_be_bytes();
-        let n = if self.read12 {
-            let c = count.to_be_bytes();
-            let cdb = [
-                READ_12, 0, l[0], l[1], l[2], l[3], c[0], c[1], c[2], c[3], 0, 0,
-            ];
-            match self.command(&cdb, buf) {
-                Err(AtaError::Sense {
-                    key: KEY_ILLEGAL_REQUEST,
-                    asc: ASC_INVALID_OPCODE,
-                    ..
-                }) => {
-                    log::info!("atapi: the drive refuses READ(12); using READ(10)");
-                    self.read12 = false;
-                    return self.read_blocks(lba, buf);
-                }
-                r => r?,
-            }
-        } else {
-            let c = (count as u16).to_be_bytes();
-            let cdb = [READ_10, 0, l[0], l[1], l[2], l[3], 0, c[0], c[1], 0, 0, 0];
-            self.command(&cdb, buf)?
-        };
-        if n != buf.len() {
-            return Err(AtaError::Protocol(format!(
-                "READ of {} blocks at {} moved {} bytes",
-                count, lba, n
-            )));
-        }
-        Ok(())
-    }
 }
 
 fn blk(e: AtaError) -> BlkError {
     BlkError::Other(format!("{}", e))
 }
 
-impl BlockDevice for AtapiCd {
+impl<T: PacketTransport> BlockDevice for AtapiCd<T> {
     fn sector_size(&self) -> u32 {
         BLOCK as u32
     }
@@ -290,7 +326,7 @@ impl BlockDevice for AtapiCd {
     }
     fn info(&self) -> BlkInfo {
         BlkInfo {
-            driver: "atapi",
+            driver: self.t.driver(),
             model: Some(self.ident.model.clone()),
             serial: Some(String::from(self.ident.serial.as_str())).filter(|s| !s.is_empty()),
         }

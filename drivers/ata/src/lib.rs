@@ -6,9 +6,12 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod ahci;
 pub mod atapi;
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+pub mod fake_ahci;
 pub mod ide;
 #[cfg(test)]
 mod tests;
@@ -16,7 +19,7 @@ mod tests;
 use alloc::string::String;
 use core::fmt;
 
-pub use atapi::AtapiCd;
+pub use atapi::{AtapiCd, IdePacket, PacketTransport};
 pub use ide::{probe, Channel, DevKind, Found, Identify, PRIMARY, SECONDARY};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

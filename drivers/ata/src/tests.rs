@@ -12,14 +12,15 @@ fn image(blocks: usize) -> Vec<u8> {
         .collect()
 }
 
-fn open_secondary_master(ide: &'static FakeIde) -> AtapiCd {
+fn open_secondary_master(ide: &'static FakeIde) -> AtapiCd<IdePacket> {
     let clock = FakeClock::leaked(1000);
     let found = probe(ide, clock, &[PRIMARY, SECONDARY]);
     let f = found
         .iter()
         .find(|f| f.channel == SECONDARY && !f.slave)
         .unwrap();
-    AtapiCd::open(ide, clock, SECONDARY, false, f.identify.clone().unwrap()).unwrap()
+    let t = IdePacket::new(ide, clock, SECONDARY, false);
+    AtapiCd::open(t, clock, f.identify.clone().unwrap()).unwrap()
 }
 
 #[test]
@@ -127,7 +128,11 @@ fn a_drive_with_no_medium_does_not_open() {
     ide.with_cd(2, |c| c.no_medium = true);
     let clock = FakeClock::leaked(1000);
     let f = probe(ide, clock, &[SECONDARY]).remove(0);
-    match AtapiCd::open(ide, clock, SECONDARY, false, f.identify.unwrap()) {
+    match AtapiCd::open(
+        IdePacket::new(ide, clock, SECONDARY, false),
+        clock,
+        f.identify.unwrap(),
+    ) {
         Err(
             e @ AtaError::Sense {
                 key: 2, asc: 0x3a, ..
@@ -137,5 +142,94 @@ fn a_drive_with_no_medium_does_not_open() {
         }
         Err(e) => panic!("{}", e),
         Ok(_) => panic!("opened"),
+    }
+}
+
+mod ahci_tests {
+    use crate::ahci::{self, AhciDisk};
+    use crate::fake_ahci::{Dev, FakeAhci, Window};
+    use crate::*;
+    use alloc::boxed::Box;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use capmon_block::{BlkError, BlockDevice};
+    use capmon_hal::fake::{FakeClock, FakeDma};
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(7) ^ seed ^ (i >> 9) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn ports_with_a_disk_and_a_drive_are_found_and_read_and_written() {
+        let dma = FakeDma::leaked();
+        let clock = FakeClock::leaked(1000);
+        let disk = pattern(4 << 20, 3);
+        let cd = pattern(300 * 2048, 9);
+        let hba = FakeAhci::leaked(
+            vec![
+                Some(Dev::Disk(disk.clone())),
+                None,
+                Some(Dev::Cd {
+                    image: cd.clone(),
+                    unit_attentions: 1,
+                    sense: (0, 0, 0),
+                }),
+            ],
+            dma,
+        );
+        let (h, ports) = ahci::probe(Box::new(Window(hba)), dma, clock);
+        assert_eq!((h.ports(), h.slots()), (3, 32));
+        assert_eq!(ports.len(), 3);
+        assert_eq!(ports[1].kind, None, "an empty port");
+        assert!(ports[1].handle.is_none());
+        let mut it = ports.into_iter();
+        let p0 = it.next().unwrap();
+        let _ = it.next();
+        let p2 = it.next().unwrap();
+        assert_eq!((p0.kind, p0.sig), (Some(DevKind::Sata), ahci::SIG_ATA));
+        let id = p0.identify.unwrap();
+        assert_eq!(id.model, "FAKE SATA DISK");
+        let mut d = AhciDisk::new(p0.handle.unwrap(), id).unwrap();
+        assert_eq!((d.capacity(), d.sector_size()), (8192, 512));
+        // 300 KiB: several commands of the 64 KiB buffer.
+        let mut buf = vec![0u8; 300 << 10];
+        d.read(100, &mut buf).unwrap();
+        assert_eq!(buf[..], disk[100 * 512..100 * 512 + (300 << 10)]);
+        let new = pattern(200 << 10, 77);
+        d.write(5000, &new).unwrap();
+        d.flush().unwrap();
+        assert_eq!(hba.disk(0)[5000 * 512..5000 * 512 + new.len()], new[..]);
+        assert!(matches!(
+            d.read(8190, &mut buf[..4096]),
+            Err(BlkError::OutOfRange { .. })
+        ));
+        // A failed command is reported and the port goes on after it is restarted.
+        hba.st.lock().unwrap().fail_next = Some((0, 0x40));
+        match d.read(0, &mut buf[..512]) {
+            Err(BlkError::Other(m)) => {
+                assert!(m.contains("aborted (error register 0x40)"), "{}", m)
+            }
+            other => panic!("{:?}", other),
+        }
+        assert_eq!(d.port().recoveries, 1);
+        d.read(0, &mut buf[..512]).unwrap();
+        assert_eq!(buf[..512], disk[..512]);
+
+        assert_eq!((p2.kind, p2.sig), (Some(DevKind::Satapi), ahci::SIG_ATAPI));
+        let id = p2.identify.unwrap();
+        let mut c = AtapiCd::open(p2.handle.unwrap(), clock, id).unwrap();
+        assert_eq!(c.unit_attentions, 1);
+        assert_eq!((c.capacity(), c.sector_size()), (300, 2048));
+        assert_eq!(c.info().driver, "ahci-atapi");
+        let mut b = vec![0u8; 70 * 2048];
+        c.read(200, &mut b).unwrap();
+        assert_eq!(b[..], cd[200 * 2048..270 * 2048]);
+        match c.read(299, &mut b[..4096]) {
+            Err(BlkError::OutOfRange { .. }) => {}
+            other => panic!("{:?}", other),
+        }
+        assert!(hba.violations().is_empty(), "{:?}", hba.violations());
     }
 }

@@ -10,34 +10,38 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// How a whole device is named: the n-th device of a kind (counting from 0) gets
-/// `vd` + letters (`vda`, ..., `vdz`, `vdaa`), `nvme{n}n1`, `cd{n}` or `ram{n}`.
+/// `vd` + letters (`vda`, ..., `vdz`, `vdaa`), `sd` + letters for SATA disks, `nvme{n}n1`,
+/// `cd{n}` or `ram{n}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Virtio,
     Nvme,
     Cdrom,
     Ram,
+    Sata,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Virtio, Kind::Nvme, Kind::Cdrom, Kind::Ram];
+    const ALL: [Kind; 5] = [Kind::Virtio, Kind::Nvme, Kind::Cdrom, Kind::Ram, Kind::Sata];
 
     fn name(self, n: u32) -> String {
-        match self {
-            Kind::Virtio => {
-                // Like Linux: a..z, then aa..zz, ... (bijective base 26).
-                let mut letters = Vec::new();
-                let mut n = n as u64 + 1;
-                while n > 0 {
-                    n -= 1;
-                    letters.push(b'a' + (n % 26) as u8);
-                    n /= 26;
-                }
-                letters.iter().rev().fold(String::from("vd"), |mut s, c| {
-                    s.push(*c as char);
-                    s
-                })
+        // Like Linux: a..z, then aa..zz, ... (bijective base 26).
+        let letters = |prefix: &str| {
+            let mut letters = Vec::new();
+            let mut n = n as u64 + 1;
+            while n > 0 {
+                n -= 1;
+                letters.push(b'a' + (n % 26) as u8);
+                n /= 26;
             }
+            letters.iter().rev().fold(String::from(prefix), |mut s, c| {
+                s.push(*c as char);
+                s
+            })
+        };
+        match self {
+            Kind::Virtio => letters("vd"),
+            Kind::Sata => letters("sd"),
             Kind::Nvme => format!("nvme{}n1", n),
             Kind::Cdrom => format!("cd{}", n),
             Kind::Ram => format!("ram{}", n),
@@ -123,7 +127,7 @@ pub struct ScanReport {
 #[derive(Default)]
 pub struct Registry {
     entries: Vec<Entry>,
-    added: [u32; 4],
+    added: [u32; 5],
 }
 
 impl Registry {
