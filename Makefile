@@ -1,6 +1,7 @@
 # capmon: build, boot images, run, test, benchmark, debug.
 #   make            kernel ELF (build/capmon.elf) and its symbol table (build/capmon.sym)
-#   make iso        build/capmon.iso: GRUB, hybrid BIOS + UEFI
+#   make iso        build/capmon.iso: GRUB, hybrid BIOS + UEFI, with the boot binaries
+#   make bins       the boot binaries (user/) and their manifest, staged in build/iso_root
 #   make iso-limine build/capmon-limine.iso (needs LIMINE_DIR=<Limine 8.x binary release>)
 #   make run        boot the ISO under SeaBIOS, serial on this terminal (quit: Ctrl-A X), with
 #                   the persistent data disk build/data.img on virtio-blk (vda, its store on
@@ -44,7 +45,7 @@ RUN_DATA_SIZE ?= 64M
 
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all setup kernel iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint crash-test \
+.PHONY: all setup kernel bins iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint crash-test \
         bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs fuzz gdb \
         clean
 
@@ -53,7 +54,7 @@ all: $(KERNEL_ELF)
 setup $(SETUP_STAMP):
 	@scripts/setup.sh
 
-KERNEL_SRCS := $(shell find kernel shell cmds drivers storage schema -name '*.capnp' -o -name '*.rs' -o -name '*.s' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml rust-toolchain.toml
+KERNEL_SRCS := $(shell find kernel shell cmds drivers storage schema bootpkg -name '*.capnp' -o -name '*.rs' -o -name '*.s' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml rust-toolchain.toml
 
 $(KERNEL_ELF): $(SETUP_STAMP) $(KERNEL_SRCS)
 	@mkdir -p $(BUILD)
@@ -77,18 +78,55 @@ $(STORE_TOOL): $(SETUP_STAMP) $(STORE_TOOL_SRCS)
 
 store-tool: $(STORE_TOOL)
 
+# ---- Boot binaries: the user programs, one copy target each, and the manifest ----
+# Each program is built (user/), stripped into build/user/NAME (its time kept when the bytes
+# did not change), and copied to $(ISO_ROOT)/boot/bins/NAME only when it changed; the manifest
+# (names, sizes, SHA-256; tools/mkmanifest) is remade when a binary is. Both ISOs carry
+# $(ISO_ROOT)/boot.
+USER_BINS   := hello sha fault spin
+USER_OUT    := target/$(TARGET)/release
+USER_SRCS   := $(shell find user -name '*.rs' -o -name '*.ld' -o -name Cargo.toml 2>/dev/null) Cargo.toml
+ISO_ROOT    := $(BUILD)/iso_root
+BINS        := $(addprefix $(ISO_ROOT)/boot/bins/,$(USER_BINS))
+MANIFEST    := $(ISO_ROOT)/boot/manifest.capnp
+MKMANIFEST  := target/release/mkmanifest
+MKMANIFEST_SRCS := $(shell find tools/mkmanifest bootpkg schema drivers/iso9660 drivers/block drivers/hal \
+                     -name '*.capnp' -o -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
+
+$(BUILD)/user/.built: $(SETUP_STAMP) $(USER_SRCS)
+	$(CARGO) build -p capmon-user --target $(TARGET) --release
+	@mkdir -p $(BUILD)/user && touch $@
+
+$(BUILD)/user/%: $(BUILD)/user/.built
+	@objcopy --strip-all $(USER_OUT)/$* $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; echo "user: $* changed"; fi
+
+$(ISO_ROOT)/boot/bins/%: $(BUILD)/user/%
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(MKMANIFEST): $(SETUP_STAMP) $(MKMANIFEST_SRCS)
+	$(CARGO) build -p mkmanifest --release
+	@touch $@
+
+$(MANIFEST): $(BINS) $(MKMANIFEST)
+	$(MKMANIFEST) --out $@ --init hello $(BINS)
+
+bins: $(BINS) $(MANIFEST)
+
 # ---- GRUB ISO (BIOS + UEFI, via grub-mkrescue) ----
-$(ISO): $(KERNEL_ELF) scripts/grub.cfg
+$(ISO): $(KERNEL_ELF) scripts/grub.cfg $(BINS) $(MANIFEST)
 	@rm -rf $(BUILD)/iso && mkdir -p $(BUILD)/iso/boot/grub
 	cp $(KERNEL_ELF) $(BUILD)/iso/boot/capmon.elf
 	cp $(KERNEL_SYM) $(BUILD)/iso/boot/capmon.sym
 	cp scripts/grub.cfg $(BUILD)/iso/boot/grub/grub.cfg
+	cp -r $(ISO_ROOT)/boot/. $(BUILD)/iso/boot/
 	grub-mkrescue -o $@ $(BUILD)/iso >$(BUILD)/grub-mkrescue.log 2>$(BUILD)/grub-mkrescue.log || { cat $(BUILD)/grub-mkrescue.log; exit 1; }
 
 iso: $(ISO)
 
 # ---- Limine ISO (BIOS + UEFI) ----
-iso-limine: $(KERNEL_ELF)
+iso-limine: $(KERNEL_ELF) $(BINS) $(MANIFEST)
 	@if [ -z "$(LIMINE_DIR)" ] || [ ! -f "$(LIMINE_DIR)/limine-bios-cd.bin" ]; then \
 	  echo "iso-limine: set LIMINE_DIR to a Limine 8.x binary release (a checkout of the v8.x-binary"; \
 	  echo "branch, built with 'make -C \$$LIMINE_DIR'), containing limine-bios-cd.bin,"; \
@@ -97,6 +135,7 @@ iso-limine: $(KERNEL_ELF)
 	cp $(KERNEL_ELF) $(BUILD)/iso-limine/boot/capmon.elf
 	cp $(KERNEL_SYM) $(BUILD)/iso-limine/boot/capmon.sym
 	cp scripts/limine.conf $(BUILD)/iso-limine/boot/limine/limine.conf
+	cp -r $(ISO_ROOT)/boot/. $(BUILD)/iso-limine/boot/
 	cp $(LIMINE_DIR)/limine-bios.sys $(LIMINE_DIR)/limine-bios-cd.bin $(LIMINE_DIR)/limine-uefi-cd.bin $(BUILD)/iso-limine/boot/limine/
 	cp $(LIMINE_DIR)/BOOTX64.EFI $(BUILD)/iso-limine/EFI/BOOT/
 	xorriso -as mkisofs -R -r -J -b boot/limine/limine-bios-cd.bin -no-emul-boot -boot-load-size 4 \
@@ -144,11 +183,11 @@ gdb: $(ISO)
 # ---- Tests ----
 lint: $(SETUP_STAMP)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --exclude capmon-kernel --all-targets -- -D warnings
-	$(CARGO) clippy -p capmon-kernel --target $(TARGET) --release -- -D warnings
+	$(CARGO) clippy --workspace --exclude capmon-kernel --exclude capmon-user --all-targets -- -D warnings
+	$(CARGO) clippy -p capmon-kernel -p capmon-user --target $(TARGET) --release -- -D warnings
 
 test-host: $(SETUP_STAMP)
-	$(CARGO) test --workspace --exclude capmon-kernel 2>&1 | tee $(BUILD)/host-tests.log
+	$(CARGO) test --workspace --exclude capmon-kernel --exclude capmon-user 2>&1 | tee $(BUILD)/host-tests.log
 
 # The disk engine's crash-consistency harness over its whole space (storage/src/crash.rs):
 # every crash state of every workload, in release (about 10 minutes on 2 cores). test-host

@@ -1,4 +1,5 @@
-//! Compiles `storage.capnp` with the `capnp` compiler (installed by scripts/setup.sh).
+//! Compiles `storage.capnp` and `boot.capnp` with the `capnp` compiler (installed by
+//! scripts/setup.sh).
 //!
 //! capnpc writes interface code for std: it names `Box` and calls `.to_string()` without
 //! importing them, which a `no_std` crate does not have in its prelude. Every generated module
@@ -6,12 +7,23 @@
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=storage.capnp");
+    for schema in ["storage", "boot"] {
+        compile(schema);
+    }
+}
+
+fn compile(schema: &str) {
+    println!("cargo:rerun-if-changed={schema}.capnp");
     capnpc::CompilerCommand::new()
-        .file("storage.capnp")
+        .file(format!("{schema}.capnp"))
         .run()
-        .expect("compiling storage.capnp (is the capnp compiler installed? scripts/setup.sh)");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("storage_capnp.rs");
+        .unwrap_or_else(|e| {
+            panic!(
+                "compiling {schema}.capnp (is the capnp compiler installed? scripts/setup.sh): {e}"
+            )
+        });
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"))
+        .join(format!("{schema}_capnp.rs"));
     let text = std::fs::read_to_string(&out).expect("reading the generated code");
     let mut fixed = String::with_capacity(text.len() + text.len() / 8);
     // The imports go after a module's inner attributes (`#![allow(..)]`), which must come first.

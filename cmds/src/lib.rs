@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod ata;
+pub mod bins;
 pub mod blk;
 pub mod fs;
 pub mod fs_race;
@@ -32,6 +33,7 @@ pub trait System:
     + virtio::VirtioHost
     + nvme::NvmeHost
     + ata::AtaHost
+    + bins::BinsHost
     + irq::IrqHost
     + smp::SmpHost
     + store::StoreHost
@@ -46,6 +48,7 @@ impl<
             + virtio::VirtioHost
             + nvme::NvmeHost
             + ata::AtaHost
+            + bins::BinsHost
             + irq::IrqHost
             + smp::SmpHost
             + store::StoreHost,
@@ -65,6 +68,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(ata::commands::<S>());
     v.extend(blk::commands::<S>());
     v.extend(iso::commands::<S>());
+    v.extend(bins::commands::<S>());
     v.extend(store::commands::<S>());
     v.extend(fs::commands::<S>());
     v

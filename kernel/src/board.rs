@@ -378,3 +378,26 @@ pub fn scan_partitions(blk: &mut Registry) {
         }
     }
 }
+
+/// The BootBinary registry of the boot CD (`cd0`), each line of its report in the log; None
+/// when there is no CD.
+pub fn boot_bins(
+    m: &mut crate::machine::Machine,
+) -> Option<Result<capmon_bootpkg::Registry, capmon_bootpkg::BootError>> {
+    m.blk.get("cd0")?;
+    let r = match capmon_cmds::bins::open(m, "cd0") {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("bins: cd0: {:?}", e);
+            return None;
+        }
+    };
+    for (i, line) in capmon_cmds::bins::boot_report(&r).iter().enumerate() {
+        if i == 0 && r.is_ok() {
+            log::info!("{}", line);
+        } else {
+            log::error!("{}", line);
+        }
+    }
+    Some(r)
+}

@@ -24,6 +24,8 @@ pub struct Machine {
     pub nvme: Vec<capmon_cmds::nvme::NvmeFunction>,
     pub ata: Vec<capmon_cmds::ata::AtaFunction>,
     pub ahci: Vec<capmon_cmds::ata::AhciFunction>,
+    /// The BootBinary registry read from the boot CD at boot (None without a cd0).
+    pub boot_bins: Option<Result<capmon_bootpkg::Registry, capmon_bootpkg::BootError>>,
     /// The monitor's storage capabilities (the store on the data partition, or a RAM one).
     pub store: capmon_storage::session::Session,
 }
@@ -417,6 +419,14 @@ impl capmon_cmds::ata::AtaHost for Machine {
     }
     fn ahci_functions(&self) -> &[capmon_cmds::ata::AhciFunction] {
         &self.ahci
+    }
+}
+
+impl capmon_cmds::bins::BinsHost for Machine {
+    fn boot_bins(
+        &mut self,
+    ) -> &mut Option<Result<capmon_bootpkg::Registry, capmon_bootpkg::BootError>> {
+        &mut self.boot_bins
     }
 }
 

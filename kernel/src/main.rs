@@ -129,9 +129,13 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         nvme,
         ata,
         ahci,
+        boot_bins: None,
         store,
     };
     let machine = alloc::boxed::Box::leak(alloc::boxed::Box::new(machine));
+    // The boot binaries: the boot CD's manifest against its /boot/bins (under the fault
+    // guard: a disk's bytes decide what this reads).
+    machine.boot_bins = arch::traps::guarded(|| board::boot_bins(machine)).flatten();
     arch::stack::switch_to_monitor_stack(run_monitor, machine as *mut machine::Machine as *mut u8)
 }
 

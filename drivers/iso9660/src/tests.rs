@@ -477,6 +477,24 @@ fn extents_outside_the_volume_and_broken_records_are_refused() {
 }
 
 #[test]
+fn an_empty_directory_may_name_any_block() {
+    // Found by the fuzzer: a zero-length directory whose extent is past the device listed
+    // as a device error (naming different sectors for 512- and 2048-byte sectors).
+    let s = Scratch::new("emptydir");
+    let (mut img, _) = image(&s, &["--norock"]);
+    let rec = find_record(&img, b"EMPTY");
+    set_both32(&mut img, rec + 2, 0x00ff_ffff);
+    set_both32(&mut img, rec + 10, 0);
+    for sector in [512, 2048] {
+        let mut d = disk(&img, sector);
+        let v = Volume::open(&mut d).unwrap();
+        let e = v.lookup(&mut d, "empty").unwrap();
+        assert_eq!((e.kind, e.size), (Kind::Dir, 0));
+        assert!(v.list(&mut d, &e, "/empty").unwrap().is_empty());
+    }
+}
+
+#[test]
 fn a_multi_extent_file_reads_as_one() {
     let s = Scratch::new("multi");
     // Plain names: HELLO.;1 and SHA.;1 are the two records of /BOOT/BINS, in that order.
