@@ -101,6 +101,10 @@ $(BUILD)/user/%: $(BUILD)/user/.built
 	@objcopy --strip-all $(USER_OUT)/$* $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; echo "user: $* changed"; fi
 
+# Kept between runs (make would delete them as intermediates), so an unchanged binary keeps
+# its time and is not copied again.
+.SECONDARY: $(addprefix $(BUILD)/user/,$(USER_BINS))
+
 $(ISO_ROOT)/boot/bins/%: $(BUILD)/user/%
 	@mkdir -p $(@D)
 	cp $< $@
@@ -144,7 +148,9 @@ iso-limine: $(KERNEL_ELF) $(BINS) $(MANIFEST)
 	$(LIMINE_DIR)/limine bios-install $(LIMINE_ISO) 2>/dev/null
 
 # ---- Running ----
-QEMU_BASE := -machine q35 -m $(MEM) -smp $(SMP) -serial mon:stdio -display none -no-reboot $(QEMU_EXTRA)
+# signal=off: Ctrl-C goes to the guest (it stops a running program); Ctrl-A X quits QEMU.
+QEMU_BASE := -machine q35 -m $(MEM) -smp $(SMP) -chardev stdio,id=con,mux=on,signal=off -serial chardev:con \
+             -mon chardev=con,mode=readline -display none -no-reboot $(QEMU_EXTRA)
 
 $(OVMF_VARS):
 	@mkdir -p $(BUILD) && cp $(OVMF_VARS_TEMPLATE) $@

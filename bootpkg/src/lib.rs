@@ -5,6 +5,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod elf;
 pub mod manifest;
 #[cfg(test)]
 mod tests;

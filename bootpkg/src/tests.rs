@@ -291,3 +291,241 @@ fn write_fuzz_seeds() {
     )
     .unwrap();
 }
+
+mod elf_tests {
+    use crate::elf::*;
+    use std::string::ToString;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A 64-bit x86-64 ELF: header, program headers `(type, flags, offset, vaddr, filesz,
+    /// memsz)`, padded to `size` bytes.
+    pub fn mk(
+        e_type: u16,
+        machine: u16,
+        entry: u64,
+        phs: &[(u32, u32, u64, u64, u64, u64)],
+        size: usize,
+    ) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        b.extend_from_slice(&e_type.to_le_bytes());
+        b.extend_from_slice(&machine.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&entry.to_le_bytes());
+        b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b.extend_from_slice(&0x1_0000_0000u64.to_le_bytes()); // e_shoff: far past the head
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&64u16.to_le_bytes());
+        b.extend_from_slice(&56u16.to_le_bytes());
+        b.extend_from_slice(&(phs.len() as u16).to_le_bytes());
+        b.extend_from_slice(&64u16.to_le_bytes());
+        b.extend_from_slice(&7u16.to_le_bytes()); // e_shnum: sections that are not there
+        b.extend_from_slice(&0u16.to_le_bytes());
+        for (t, f, off, va, fs, ms) in phs {
+            b.extend_from_slice(&t.to_le_bytes());
+            b.extend_from_slice(&f.to_le_bytes());
+            for v in [*off, *va, *va, *fs, *ms, 4096] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        b.resize(size, 0);
+        b
+    }
+
+    const RX: u32 = 5;
+    const RW: u32 = 6;
+
+    fn good() -> Vec<u8> {
+        mk(
+            2,
+            62,
+            0x401010,
+            &[
+                (1, RX, 0x1000, 0x401000, 0x800, 0x800),
+                (1, RW, 0x2000, 0x402000, 0x100, 0x3000),
+            ],
+            0x3000,
+        )
+    }
+
+    #[test]
+    fn a_static_executable_is_accepted_with_its_segments() {
+        let img = validate(&good(), 0x3000).unwrap();
+        assert_eq!(img.entry, 0x401010);
+        assert_eq!(img.segments.len(), 2);
+        assert!(img.segments[0].exec && !img.segments[0].write);
+        assert_eq!(img.segments[1].pages(), (0x402000, 0x405000));
+        assert_eq!(img.memory(), 0x4000);
+    }
+
+    #[test]
+    fn every_rule_refuses_by_name() {
+        let file = 0x3000;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"MZ not an elf at all, long enough to be a header, really it is padded out...."
+                    .to_vec(),
+                "no ELF magic",
+            ),
+            (
+                {
+                    let mut b = good();
+                    b[4] = 1;
+                    b
+                },
+                "not a 64-bit little-endian ELF",
+            ),
+            (
+                mk(
+                    3,
+                    62,
+                    0x401010,
+                    &[(1, RX, 0x1000, 0x401000, 0x800, 0x800)],
+                    file,
+                ),
+                "ELF type 3",
+            ),
+            (
+                mk(
+                    2,
+                    3,
+                    0x401010,
+                    &[(1, RX, 0x1000, 0x401000, 0x800, 0x800)],
+                    file,
+                ),
+                "machine 3",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[
+                        (3, 4, 0x1000, 0x401000, 0x10, 0x10),
+                        (1, RX, 0x1000, 0x401000, 0x800, 0x800),
+                    ],
+                    file,
+                ),
+                "dynamically linked",
+            ),
+            (mk(2, 62, 0x401010, &[], file), "no loadable segment"),
+            (
+                mk(
+                    2,
+                    62,
+                    0x1010,
+                    &[(1, RX, 0x1000, 0x1000, 0x800, 0x800)],
+                    file,
+                ),
+                "outside the user range",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[(1, RX, 0x1000, 0x7f_0000_0000 - 0x800, 0x800, 0x1000)],
+                    file,
+                ),
+                "outside the user range",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[(1, RX, 0x1000, 0x401000, 0x900, 0x800)],
+                    file,
+                ),
+                "2304 bytes in the file but 2048 in memory",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[(1, RX, 0x2800, 0x401000, 0x1000, 0x1000)],
+                    file,
+                ),
+                "past the end of the file",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[(1, RX, 0x1000, 0x401800, 0x800, 0x800)],
+                    file,
+                ),
+                "differ within a page",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[(1, 7, 0x1000, 0x401000, 0x800, 0x800)],
+                    file,
+                ),
+                "both writable and executable",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[
+                        (1, RX, 0x1000, 0x401000, 0x800, 0x800),
+                        (1, RW, 0x1000, 0x401000, 0x10, 0x10),
+                    ],
+                    file,
+                ),
+                "share a page",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x402010,
+                    &[
+                        (1, RX, 0x1000, 0x401000, 0x800, 0x800),
+                        (1, RW, 0x2000, 0x402000, 0x100, 0x100),
+                    ],
+                    file,
+                ),
+                "entry point 0x402010",
+            ),
+            (
+                mk(
+                    2,
+                    62,
+                    0x401010,
+                    &[
+                        (1, RX, 0x1000, 0x401000, 0x800, 0x800),
+                        (1, RW, 0x2000, 0x402000, 0x100, 64 << 20),
+                    ],
+                    file,
+                ),
+                "bytes of segments",
+            ),
+        ];
+        for (bytes, says) in cases {
+            let e = validate(&bytes, file as u64).unwrap_err();
+            assert!(e.to_string().contains(says), "{}: {}", says, e);
+        }
+        // Seventeen loadable segments.
+        let phs: Vec<_> = (0..17u64)
+            .map(|i| (1, 4, 0x1000, 0x401000 + i * 0x1000, 0x10, 0x10))
+            .collect();
+        assert!(matches!(
+            validate(&mk(2, 62, 0x401010, &phs, file), file as u64),
+            Err(ElfError::TooManySegments(_))
+        ));
+        // Truncated headers.
+        assert!(matches!(
+            validate(&good()[..100], 0x3000),
+            Err(ElfError::Parse(_))
+        ));
+    }
+}

@@ -16,6 +16,7 @@ pub mod irq;
 pub mod iso;
 pub mod nvme;
 pub mod pci;
+pub mod run;
 pub mod smp;
 pub mod store;
 pub mod sys;
@@ -34,6 +35,7 @@ pub trait System:
     + nvme::NvmeHost
     + ata::AtaHost
     + bins::BinsHost
+    + run::RunHost
     + irq::IrqHost
     + smp::SmpHost
     + store::StoreHost
@@ -49,6 +51,7 @@ impl<
             + nvme::NvmeHost
             + ata::AtaHost
             + bins::BinsHost
+            + run::RunHost
             + irq::IrqHost
             + smp::SmpHost
             + store::StoreHost,
@@ -69,6 +72,7 @@ pub fn all<S: System>() -> Vec<Command<S>> {
     v.extend(blk::commands::<S>());
     v.extend(iso::commands::<S>());
     v.extend(bins::commands::<S>());
+    v.extend(run::commands::<S>());
     v.extend(store::commands::<S>());
     v.extend(fs::commands::<S>());
     v

@@ -150,7 +150,13 @@ fn com1_rx() {
             if lsr.read() & LSR_DATA_READY == 0 {
                 break;
             }
-            if !RX.push(rbr.read()) {
+            let b = rbr.read();
+            // Ctrl-C while a program runs stops it (the line editor never sees it).
+            if b == 0x03 && crate::user::running() {
+                crate::user::request_kill();
+                continue;
+            }
+            if !RX.push(b) {
                 break;
             }
         }

@@ -430,6 +430,16 @@ impl capmon_cmds::bins::BinsHost for Machine {
     }
 }
 
+impl capmon_cmds::run::RunHost for Machine {
+    fn run_program(
+        &mut self,
+        req: &mut capmon_cmds::run::RunRequest<'_>,
+        o: &mut dyn core::fmt::Write,
+    ) -> Result<capmon_cmds::run::RunOutcome, String> {
+        crate::user::run(req, o)
+    }
+}
+
 impl capmon_cmds::nvme::NvmeHost for Machine {
     fn nvme_functions(&self) -> &[capmon_cmds::nvme::NvmeFunction] {
         &self.nvme

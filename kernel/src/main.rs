@@ -18,6 +18,7 @@ mod power;
 mod smp;
 mod symbols;
 mod time;
+mod user;
 
 use boot::BootInfo;
 use core::arch::global_asm;
@@ -95,6 +96,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
         irq::intx::set_acpi(a);
     }
     irq::init(bi, acpi.as_ref().ok());
+    user::init();
     smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();

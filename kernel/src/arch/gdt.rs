@@ -26,16 +26,23 @@ static mut IST_STACKS: [Stack; 3] = [const {
     }
 }; 3];
 
-/// One CPU's GDT and the selectors in it.
+/// One CPU's GDT and the selectors in it. After the TSS come user data then user code, the
+/// order SYSRET wants (STAR[63:48] + 8 and + 16; see `crate::user`).
 pub struct CpuTables {
     gdt: GlobalDescriptorTable,
     code: SegmentSelector,
     data: SegmentSelector,
     tss: SegmentSelector,
+    user_data: SegmentSelector,
+    user_code: SegmentSelector,
 }
 
-static BSP_TSS: Once<TaskStateSegment> = Once::new();
+/// The boot CPU's TSS, written by the CPU and by `set_rsp0` (hence a raw pointer, never a
+/// shared reference).
+static BSP_TSS: core::sync::atomic::AtomicPtr<TaskStateSegment> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 static BSP_TABLES: Once<CpuTables> = Once::new();
+static mut BSP_TSS_STORAGE: TaskStateSegment = TaskStateSegment::new();
 
 fn tss_with_stacks(tops: [u64; 3]) -> TaskStateSegment {
     let mut tss = TaskStateSegment::new();
@@ -45,30 +52,68 @@ fn tss_with_stacks(tops: [u64; 3]) -> TaskStateSegment {
     tss
 }
 
-fn tables_for(tss: &'static TaskStateSegment) -> CpuTables {
+fn tables_for(tss: *const TaskStateSegment) -> CpuTables {
     let mut gdt = GlobalDescriptorTable::new();
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
-    let tss = gdt.append(Descriptor::tss_segment(tss));
+    // SAFETY: every TSS passed here is leaked, so it lives as long as the GDT.
+    let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
     CpuTables {
         gdt,
         code,
         data,
         tss,
+        user_data,
+        user_code,
     }
 }
 
 /// The boot CPU's GDT and TSS, loaded.
 pub fn init() {
-    let tss = BSP_TSS.call_once(|| {
+    let tables = BSP_TABLES.call_once(|| {
         let mut tops = [0u64; 3];
         for (i, t) in tops.iter_mut().enumerate() {
             // SAFETY: each IST stack is used only by its own vector; we take its end address.
             *t = unsafe { core::ptr::addr_of!(IST_STACKS[i]) as u64 } + IST_STACK_SIZE as u64;
         }
-        tss_with_stacks(tops)
+        // The heap is not up yet: the boot CPU's TSS is a static.
+        let tss = core::ptr::addr_of_mut!(BSP_TSS_STORAGE);
+        // SAFETY: written once, here, before any descriptor points at it.
+        unsafe { tss.write(tss_with_stacks(tops)) };
+        BSP_TSS.store(tss, core::sync::atomic::Ordering::Release);
+        tables_for(tss)
     });
-    load(BSP_TABLES.call_once(|| tables_for(tss)));
+    load(tables);
+}
+
+/// Sets the boot CPU's RSP0: the stack the CPU switches to on an interrupt or exception
+/// from ring 3.
+pub fn set_rsp0(top: u64) {
+    let tss = BSP_TSS.load(core::sync::atomic::Ordering::Acquire);
+    if !tss.is_null() {
+        // SAFETY: the TSS is leaked and only this CPU (the boot CPU, which runs programs)
+        // writes it; the CPU reads RSP0 only on a privilege change, which cannot happen while
+        // this runs in ring 0.
+        unsafe {
+            core::ptr::addr_of_mut!((*tss).privilege_stack_table[0])
+                .write_volatile(VirtAddr::new(top))
+        };
+    }
+}
+
+/// The user code and data selectors (RPL 3), the same on every CPU.
+pub fn user_selectors() -> (u16, u16) {
+    BSP_TABLES
+        .get()
+        .map(|g| (g.user_code.0, g.user_data.0))
+        .unwrap_or((0x33, 0x2b))
+}
+
+/// The kernel data selector.
+pub fn data_selector() -> u16 {
+    BSP_TABLES.get().map(|g| g.data.0).unwrap_or(0x10)
 }
 
 /// A GDT and TSS for an application processor, with IST stacks from the frame allocator;
@@ -80,8 +125,8 @@ pub fn new_ap_tables() -> Option<&'static CpuTables> {
         let phys = crate::mem::frames::alloc_zeroed(frames, 1)?;
         *t = crate::mem::paging::phys_to_virt(phys) + IST_STACK_SIZE as u64;
     }
-    let tss: &'static TaskStateSegment =
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(tss_with_stacks(tops)));
+    let tss: *const TaskStateSegment =
+        alloc::boxed::Box::into_raw(alloc::boxed::Box::new(tss_with_stacks(tops)));
     Some(alloc::boxed::Box::leak(alloc::boxed::Box::new(tables_for(
         tss,
     ))))

@@ -58,6 +58,15 @@ pub struct JmpBuf {
     rip: u64,
 }
 
+impl JmpBuf {
+    /// rbx, rbp, r12, r13, r14, r15, rsp, rip.
+    pub fn words(&self) -> [u64; 8] {
+        [
+            self.rbx, self.rbp, self.r12, self.r13, self.r14, self.r15, self.rsp, self.rip,
+        ]
+    }
+}
+
 global_asm!(
     r#"
 # The general registers, in TrapFrame order (r15 lowest).
@@ -180,6 +189,7 @@ irq_stubs:
 irq_common:
     SAVE_REGS
     mov rdi, [rsp + 15 * 8]
+    mov rsi, rsp
     # The System V ABI wants a 16-byte aligned stack at the call. The CPU aligned RSP before
     # pushing its 5-word frame and 17 words followed, so it is aligned already; the mask
     # keeps that true should the stubs ever push an odd number of words.
@@ -519,6 +529,11 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
             NMI_ABORT => aborting = true,
             _ => {}
         }
+    }
+    // A fault in ring 3 is the running program's: reported as its, and `run` resumes.
+    if f.cs & 3 == 3 && !aborting {
+        crate::user::on_user_fault(f);
+        return;
     }
     if aborting && me.guard.load(Ordering::SeqCst).is_null() {
         // The command ended on its own just before the NMI arrived.

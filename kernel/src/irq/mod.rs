@@ -69,7 +69,7 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 /// Entered from `irq_common` (arch/traps.rs) with interrupts off.
-pub extern "C" fn dispatch(vector: u64) {
+pub extern "C" fn dispatch(vector: u64, frame: *mut crate::arch::traps::TrapFrame) {
     let v = (vector & 0xff) as usize;
     COUNTS[v].fetch_add(1, Ordering::Relaxed);
     EVENTS[v].signal();
@@ -85,6 +85,10 @@ pub extern "C" fn dispatch(vector: u64) {
         // needs no EOI either (SDM Vol. 3A §11.9).
         VEC_PIC_BASE..=0x2f | VEC_SPURIOUS => {}
         _ => lapic::eoi(),
+    }
+    if !frame.is_null() {
+        // SAFETY: irq_common passes the frame it saved on this stack, live until it returns.
+        crate::user::on_irq_return(unsafe { &mut *frame });
     }
 }
 

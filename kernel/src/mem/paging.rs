@@ -302,3 +302,138 @@ impl capmon_hal::Dma for KernelDma {
         frames::free(buf.phys, (buf.len.max(1) as u64).div_ceil(FRAME));
     }
 }
+
+/// A program's address space: a PML4 whose slot 0 (the low 512 GiB) is the program's and whose
+/// other slots are the kernel's (copied, so kernel mappings made later in slots the copy
+/// shares are seen; the kernel's slot 0 must be empty). Every page mapped here, and every
+/// page-table frame under slot 0, is freed on drop.
+pub struct UserSpace {
+    pml4: u64,
+    /// (page address, (frame, writable)) of every mapped page.
+    pages: alloc::collections::BTreeMap<u64, (u64, bool)>,
+}
+
+impl UserSpace {
+    /// None when memory is short or the kernel itself uses slot 0.
+    pub fn new() -> Option<UserSpace> {
+        let kernel = kernel_pml4();
+        // SAFETY: the kernel's PML4 is a live page table reachable through the direct map.
+        let k = unsafe { &*(phys_to_virt(kernel) as *const PageTable) };
+        if !k[0].is_unused() {
+            return None;
+        }
+        let pml4 = frames::alloc_zeroed(1, 1)?;
+        // SAFETY: a fresh zeroed frame, ours alone.
+        let t = unsafe { &mut *(phys_to_virt(pml4) as *mut PageTable) };
+        for i in 1..512 {
+            t[i] = k[i].clone();
+        }
+        Some(UserSpace {
+            pml4,
+            pages: alloc::collections::BTreeMap::new(),
+        })
+    }
+
+    pub fn cr3(&self) -> u64 {
+        self.pml4
+    }
+
+    /// Maps a fresh zeroed page at user address `va` (4 KiB aligned, in slot 0); its frame's
+    /// kernel address for filling it, or None (no memory, or already mapped).
+    pub fn map_user(&mut self, va: u64, writable: bool, exec: bool) -> Option<*mut u8> {
+        if va >= 1 << 39 || !va.is_multiple_of(FRAME) || self.pages.contains_key(&va) {
+            return None;
+        }
+        let frame = frames::alloc_zeroed(1, 1)?;
+        let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
+        if writable {
+            flags |= F::WRITABLE;
+        }
+        if !exec {
+            flags |= F::NO_EXECUTE;
+        }
+        // SAFETY: our PML4, reachable through the direct map; only this UserSpace edits it.
+        let mut m = unsafe {
+            OffsetPageTable::new(
+                &mut *(phys_to_virt(self.pml4) as *mut PageTable),
+                VirtAddr::new(direct_map()),
+            )
+        };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let f = PhysFrame::containing_address(PhysAddr::new(frame));
+        // SAFETY: a fresh frame at a user page nothing maps; the parent tables get USER and
+        // WRITABLE from `flags` (map_to's parent flags), needed for ring 3 to walk them.
+        let r = unsafe {
+            m.map_to_with_table_flags(
+                page,
+                f,
+                flags,
+                F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE,
+                &mut KernelFrames,
+            )
+        };
+        match r {
+            // Not loaded in CR3 yet (or flushed by the CR3 load): nothing to flush.
+            Ok(flush) => flush.ignore(),
+            Err(_) => {
+                frames::free(frame, 1);
+                return None;
+            }
+        }
+        self.pages.insert(va, (frame, writable));
+        Some(phys_to_virt(frame) as *mut u8)
+    }
+
+    /// The kernel address of user address `va`, if its page is mapped.
+    pub fn kernel_addr(&self, va: u64) -> Option<*mut u8> {
+        let (frame, _) = self.pages.get(&(va & !(FRAME - 1)))?;
+        Some((phys_to_virt(*frame) + (va & (FRAME - 1))) as *mut u8)
+    }
+
+    /// Whether user address `va` is on a page mapped writable for the program.
+    pub fn is_writable(&self, va: u64) -> bool {
+        matches!(self.pages.get(&(va & !(FRAME - 1))), Some((_, true)))
+    }
+
+    /// Copies `data` to user address `va` (through the kernel alias; any mapped pages,
+    /// writable for the program or not); bytes on unmapped pages are dropped.
+    pub fn fill(&self, va: u64, data: &[u8]) {
+        let mut done = 0usize;
+        while done < data.len() {
+            let p = va + done as u64;
+            let n = ((FRAME - (p & (FRAME - 1))) as usize).min(data.len() - done);
+            if let Some(k) = self.kernel_addr(p) {
+                // SAFETY: `k` is the kernel alias of `n` bytes of one page this space owns.
+                unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), k, n) };
+            }
+            done += n;
+        }
+    }
+}
+
+impl Drop for UserSpace {
+    fn drop(&mut self) {
+        for (frame, _) in self.pages.values() {
+            frames::free(*frame, 1);
+        }
+        // The page-table frames under slot 0 (PDPT, PDs, PTs: no huge pages are made here).
+        // SAFETY: our PML4; it is not loaded in CR3 (the caller switched back first).
+        let t = unsafe { &*(phys_to_virt(self.pml4) as *const PageTable) };
+        if !t[0].is_unused() {
+            free_tables(t[0].addr().as_u64(), 3);
+        }
+        frames::free(self.pml4, 1);
+    }
+}
+
+/// Frees the page table at `phys` and, for `level` > 1, the tables its entries point at.
+fn free_tables(phys: u64, level: u8) {
+    if level > 1 {
+        // SAFETY: a page table this UserSpace made, reachable through the direct map.
+        let t = unsafe { &*(phys_to_virt(phys) as *const PageTable) };
+        for e in t.iter().filter(|e| !e.is_unused()) {
+            free_tables(e.addr().as_u64(), level - 1);
+        }
+    }
+    frames::free(phys, 1);
+}
