@@ -46,7 +46,7 @@ RUN_DATA_SIZE ?= 64M
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all setup kernel bins iso iso-limine store-tool run run-uefi run-limine test test-host test-proofs lint crash-test \
-        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs fuzz gdb \
+        bench bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs bench-iso fuzz gdb \
         clean
 
 all: $(KERNEL_ELF)
@@ -209,7 +209,7 @@ test:
 	@scripts/test.sh
 
 # ---- Benchmarks ----
-bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs
+bench: bench-boot bench-pci bench-blk bench-nvme bench-irq bench-smp bench-store bench-fs bench-iso
 
 bench-boot: $(ISO)
 	scripts/bench-boot.sh
@@ -234,6 +234,10 @@ bench-store: $(ISO)
 
 bench-fs: $(ISO)
 	scripts/bench-fs.sh
+
+# A 64 MiB file read from a CD: ATAPI PIO (-M pc) and AHCI (q35) against Linux's isofs.
+bench-iso: $(ISO)
+	scripts/bench-iso.sh
 
 # Every cargo-fuzz target for FUZZ_TIME seconds each, into scratch corpora under build/fuzz
 # (fuzz/corpus keeps the checked-in seeds). Installs cargo-fuzz when it is missing.
