@@ -66,7 +66,7 @@ const MEM_FIS: usize = 1024;
 const MEM_CT: usize = 2048;
 const MEM_DATA: usize = 4096;
 /// The most one command moves: the data buffer's size.
-pub const DATA_BYTES: usize = 64 << 10;
+pub const DATA_BYTES: usize = 256 << 10;
 /// How long stopping or starting a port's engines may take (§10.1.2: 500 ms).
 const ENGINE_NS: u64 = 500_000_000;
 

@@ -18,7 +18,7 @@ pub const BLOCK: usize = 2048;
 /// multiple of the block that fits the 16-bit register.
 const BYTE_COUNT_LIMIT: u16 = 16 * BLOCK as u16;
 /// The most blocks one READ asks for.
-const MAX_BLOCKS: usize = 32;
+const MAX_BLOCKS: usize = 128;
 /// How often a command is tried again after UNIT ATTENTION.
 const UA_RETRIES: usize = 4;
 /// How long a drive that is becoming ready is waited for.

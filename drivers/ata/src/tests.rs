@@ -53,27 +53,27 @@ fn probe_finds_what_sits_on_each_channel_by_its_signature() {
 
 #[test]
 fn reads_come_back_whole_across_drq_blocks_and_chunks() {
-    let img = image(100);
+    let img = image(300);
     let ide = FakeIde::leaked([None, None, Some(cd(img.clone())), None]);
     let mut d = open_secondary_master(ide);
     assert_eq!(
         (d.capacity(), d.sector_size(), d.read_only()),
-        (100, 2048, true)
+        (300, 2048, true)
     );
     assert_eq!(d.info().model.as_deref(), Some("FAKE DVD-ROM"));
-    // 70 blocks: three READ commands (32 + 32 + 6), each in several DRQ blocks.
-    let mut buf = vec![0u8; 70 * 2048];
+    // 270 blocks: three READ commands (128 + 128 + 14), each in several DRQ blocks.
+    let mut buf = vec![0u8; 270 * 2048];
     d.read(20, &mut buf).unwrap();
-    assert_eq!(buf[..], img[20 * 2048..90 * 2048]);
+    assert_eq!(buf[..], img[20 * 2048..290 * 2048]);
     let reads = ide.ops().iter().filter(|o| **o == 0xa8).count();
     assert_eq!(reads, 3);
     // Small DRQ blocks (a drive may send less than the limit): still whole.
     ide.with_cd(2, |c| c.max_drq = 512);
     let mut b = vec![0u8; 3 * 2048];
-    d.read(97, &mut b).unwrap();
-    assert_eq!(b[..], img[97 * 2048..]);
+    d.read(297, &mut b).unwrap();
+    assert_eq!(b[..], img[297 * 2048..]);
     assert!(matches!(
-        d.read(99, &mut b),
+        d.read(299, &mut b),
         Err(BlkError::OutOfRange { .. })
     ));
     assert_eq!(d.write(0, &b), Err(BlkError::ReadOnly));
