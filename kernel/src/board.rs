@@ -379,19 +379,34 @@ pub fn scan_partitions(blk: &mut Registry) {
     }
 }
 
-/// The BootBinary registry of the boot CD (`cd0`), each line of its report in the log; None
-/// when there is no CD.
+/// The BootBinary registry of the boot CD: the first CD (`cd0`, `cd1`, ...) whose manifest
+/// opens, else `cd0`'s reason; each line of its report in the log. None without a CD.
 pub fn boot_bins(
     m: &mut crate::machine::Machine,
 ) -> Option<Result<capmon_bootpkg::Registry, capmon_bootpkg::BootError>> {
-    m.blk.get("cd0")?;
-    let r = match capmon_cmds::bins::open(m, "cd0") {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("bins: cd0: {:?}", e);
-            return None;
+    let cds: Vec<String> = m
+        .blk
+        .entries()
+        .iter()
+        .filter(|e| e.name.starts_with("cd") && !e.is_partition())
+        .map(|e| e.name.clone())
+        .collect();
+    let mut first: Option<Result<capmon_bootpkg::Registry, capmon_bootpkg::BootError>> = None;
+    for cd in &cds {
+        match capmon_cmds::bins::open(m, cd) {
+            Ok(Ok(r)) => {
+                first = Some(Ok(r));
+                break;
+            }
+            Ok(Err(e)) => {
+                if first.is_none() {
+                    first = Some(Err(e));
+                }
+            }
+            Err(e) => log::error!("bins: {}: {:?}", cd, e),
         }
-    };
+    }
+    let r = first?;
     for (i, line) in capmon_cmds::bins::boot_report(&r).iter().enumerate() {
         if i == 0 && r.is_ok() {
             log::info!("{}", line);
