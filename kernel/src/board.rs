@@ -416,3 +416,46 @@ pub fn boot_bins(
     }
     Some(r)
 }
+
+/// The PS/2 keyboard's scancode decoder, fed by IRQ 1 (only its handler takes the lock).
+static KEYBOARD: spin::Mutex<capmon_ps2::Decoder> = spin::Mutex::new(capmon_ps2::Decoder::new());
+
+fn keyboard_irq() {
+    let mut d = KEYBOARD.lock();
+    capmon_ps2::drain(&PORTS, 16, |b| {
+        d.feed(b, &mut |bytes| crate::console::push_input(bytes))
+    });
+}
+
+/// The PS/2 keyboard as a second input beside COM1: the 8042 brought up (unless the FADT says
+/// there is none) and IRQ 1 routed to `keyboard_irq`.
+pub fn ps2(acpi: Option<&Acpi>) {
+    if let Some(f) = acpi.and_then(|a| a.fadt().ok()) {
+        // IAPC_BOOT_ARCH exists from FADT revision 3 (ACPI 2.0) on.
+        if f.revision >= 3 && !f.iapc_boot_arch.has_8042() {
+            log::info!("PS/2: the FADT says there is no 8042; no keyboard");
+            return;
+        }
+    }
+    if !crate::irq::ready() {
+        log::warn!("PS/2: no interrupts; no keyboard");
+        return;
+    }
+    crate::irq::set_handler(crate::irq::VEC_ISA_BASE + 1, keyboard_irq);
+    match capmon_ps2::init(&PORTS, &CLOCK) {
+        Ok(info) => match crate::irq::ioapic::route_isa(1, "PS/2 keyboard") {
+            Ok(r) => log::info!(
+                "PS/2: 8042 up (config {:#04x}), keyboard {}, IRQ 1 on GSI {}",
+                info.config,
+                if info.keyboard {
+                    "reset and ready"
+                } else {
+                    "did not answer its reset"
+                },
+                r.gsi
+            ),
+            Err(e) => log::warn!("PS/2: no interrupt for the keyboard: {}", e),
+        },
+        Err(e) => log::warn!("PS/2: {}; no keyboard", e),
+    }
+}

@@ -163,6 +163,20 @@ fn com1_rx() {
     }
 }
 
+/// Input from another keyboard (the PS/2 one), as if typed on COM1: into the same ring, with
+/// Ctrl-C stopping a running program as it does from COM1. From an interrupt handler.
+pub fn push_input(bytes: &[u8]) {
+    for &b in bytes {
+        if b == 0x03 && crate::user::running() {
+            crate::user::request_kill();
+            continue;
+        }
+        if !RX.push(b) {
+            break;
+        }
+    }
+}
+
 /// Routes COM1 (ISA IRQ 4) through the I/O APIC and turns on its receive interrupt.
 pub fn enable_rx_interrupt() {
     crate::irq::set_handler(crate::irq::VEC_ISA_BASE + 4, com1_rx);

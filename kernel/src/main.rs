@@ -97,6 +97,7 @@ fn kernel_main(bi: BootInfo, parsed: Result<(), &'static str>) -> ! {
     }
     irq::init(bi, acpi.as_ref().ok());
     user::init();
+    board::ps2(acpi.as_ref().ok());
     smp::init(bi, acpi.as_ref().ok());
     let pci = board::pci(acpi.as_ref().ok());
     let mut blk = capmon_block::Registry::new();
