@@ -1,6 +1,6 @@
 //! The `iso` command family: the ISO 9660 volume on a block device (`cd0` by default, else the
 //! first device holding one): what it is, its directories, a file's text and SHA-256.
-use crate::blk::{BlkHost, Progress, PROGRESS_AFTER_NS};
+use crate::blk::{hex, BlkHost, Progress, PROGRESS_AFTER_NS};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -208,7 +208,46 @@ fn absolute(p: &str) -> String {
     }
 }
 
-/// `iso bench`: one sequential read of the file, timed (progress after a second).
+/// Reads file `e` from start to end, at most CHUNK a request, handing each piece to `f`;
+/// progress after a second, labelled `what`. The bytes read and the microseconds it took.
+#[allow(clippy::too_many_arguments)]
+fn read_through(
+    clock: &dyn capmon_hal::Clock,
+    d: &mut dyn BlockDevice,
+    v: &Volume,
+    e: &Entry,
+    o: &mut dyn Write,
+    what: &str,
+    io: IoErr,
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<(u64, u64), CmdError> {
+    let len = (e.size as usize).clamp(1, CHUNK);
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| fail!("out of memory for a {} KiB buffer", CHUNK >> 10))?;
+    buf.resize(len, 0);
+    let mut progress = Progress::new(clock, PROGRESS_AFTER_NS);
+    let t0 = clock.now_ns();
+    let mut off = 0u64;
+    while off < e.size {
+        let n = match v.read(d, e, off, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) => {
+                progress.end(o);
+                return Err(io(err));
+            }
+        };
+        f(&buf[..n]);
+        off += n as u64;
+        progress.bytes(o, what, off, e.size);
+    }
+    let us = (clock.now_ns().saturating_sub(t0) / 1000).max(1);
+    progress.end(o);
+    Ok((off, us))
+}
+
+/// `iso bench`: one sequential read of the file, timed.
 fn bench(
     clock: &dyn capmon_hal::Clock,
     d: &mut dyn BlockDevice,
@@ -218,27 +257,7 @@ fn bench(
     io: IoErr,
 ) -> CmdResult {
     let e = file(d, v, path).map_err(io)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(CHUNK)
-        .map_err(|_| fail!("out of memory for a {} KiB buffer", CHUNK >> 10))?;
-    buf.resize(CHUNK, 0);
-    let mut progress = Progress::new(clock, PROGRESS_AFTER_NS);
-    let t0 = clock.now_ns();
-    let mut off = 0u64;
-    while off < e.size {
-        let n = match v.read(d, &e, off, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) => {
-                progress.end(o);
-                return Err(io(err));
-            }
-        };
-        off += n as u64;
-        progress.bytes(o, "bench", off, e.size);
-    }
-    let us = (clock.now_ns().saturating_sub(t0) / 1000).max(1);
-    progress.end(o);
+    let (off, us) = read_through(clock, d, v, &e, o, "bench", io, &mut |_| {})?;
     outln!(
         o,
         "iso bench {}: {} bytes in {} us: {}.{:03} MB/s",
@@ -305,29 +324,8 @@ fn sum(
     io: IoErr,
 ) -> CmdResult {
     let e = file(d, v, path).map_err(io)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact((e.size as usize).clamp(1, CHUNK))
-        .map_err(|_| fail!("out of memory for a {} KiB buffer", CHUNK >> 10))?;
-    buf.resize((e.size as usize).clamp(1, CHUNK), 0);
     let mut h = Sha256::new();
-    let t0 = clock.now_ns();
-    let mut progress = Progress::new(clock, PROGRESS_AFTER_NS);
-    let mut off = 0u64;
-    while off < e.size {
-        let n = match v.read(d, &e, off, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) => {
-                progress.end(o);
-                return Err(io(err));
-            }
-        };
-        h.update(&buf[..n]);
-        off += n as u64;
-        progress.bytes(o, "sum", off, e.size);
-    }
-    progress.end(o);
-    let us = (clock.now_ns().saturating_sub(t0) / 1000).max(1);
+    let (off, us) = read_through(clock, d, v, &e, o, "sum", io, &mut |b| h.update(b))?;
     outln!(
         o,
         "{}: {} bytes in {} us ({}.{:03} MB/s)",
@@ -337,12 +335,7 @@ fn sum(
         off / us,
         off % us * 1000 / us
     );
-    let digest = h.finalize();
-    let hex = digest.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{:02x}", b);
-        s
-    });
-    outln!(o, "sha256 {}", hex);
+    outln!(o, "sha256 {}", hex(&h.finalize()));
     Ok(())
 }
 

@@ -192,17 +192,8 @@ fn resume_from(f: &mut TrapFrame, why: u64) {
     let buf = RESUME.load(Ordering::Acquire);
     // SAFETY: RESUME points at the JmpBuf of `run`'s frame, live below us on the kernel stack
     // (set before entering ring 3, cleared after).
-    let g = unsafe { &*buf };
-    let [rbx, rbp, r12, r13, r14, r15, rsp, rip] = g.words();
-    f.rbx = rbx;
-    f.rbp = rbp;
-    f.r12 = r12;
-    f.r13 = r13;
-    f.r14 = r14;
-    f.r15 = r15;
-    f.rsp = rsp;
-    f.rip = rip;
-    f.rax = 1;
+    unsafe { &*buf }.resume_into(f);
+    // Back to ring 0, interrupts on.
     f.cs = u64::from(gdt::code_selector());
     f.ss = u64::from(gdt::data_selector());
     f.rflags = 0x202;
@@ -279,7 +270,7 @@ extern "C" fn syscall_dispatch(f: &mut SyscallFrame) -> i64 {
             }
             match input(off, len as u32) {
                 Ok(data) => {
-                    copy_out(&c.space, ptr, &data);
+                    c.space.fill(ptr, &data);
                     data.len() as i64
                 }
                 Err(_) => E_IO,
@@ -321,20 +312,6 @@ fn writable(space: &UserSpace, ptr: u64, len: u64) -> bool {
         p += PAGE;
     }
     end <= 1 << 39
-}
-
-fn copy_out(space: &UserSpace, ptr: u64, data: &[u8]) {
-    let mut done = 0usize;
-    while done < data.len() {
-        let p = ptr + done as u64;
-        let n = (((p | (PAGE - 1)) + 1 - p) as usize).min(data.len() - done);
-        if let Some(k) = space.kernel_addr(p) {
-            // SAFETY: `k` is the kernel alias of `n` bytes of one mapped, writable user page
-            // (checked by `writable` before).
-            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), k, n) };
-        }
-        done += n;
-    }
 }
 
 /// Loads `image` (checked by `elf::validate`) into `space`, reading each segment's file bytes

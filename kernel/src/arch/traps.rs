@@ -59,11 +59,18 @@ pub struct JmpBuf {
 }
 
 impl JmpBuf {
-    /// rbx, rbp, r12, r13, r14, r15, rsp, rip.
-    pub fn words(&self) -> [u64; 8] {
-        [
-            self.rbx, self.rbp, self.r12, self.r13, self.r14, self.r15, self.rsp, self.rip,
-        ]
+    /// Rewrites trap frame `f` so that its `iretq` resumes this context, returning 1 from the
+    /// call that saved it (guard_call, user_enter). Selectors and flags stay the caller's.
+    pub fn resume_into(&self, f: &mut TrapFrame) {
+        f.rbx = self.rbx;
+        f.rbp = self.rbp;
+        f.r12 = self.r12;
+        f.r13 = self.r13;
+        f.r14 = self.r14;
+        f.r15 = self.r15;
+        f.rsp = self.rsp;
+        f.rip = self.rip;
+        f.rax = 1;
     }
 }
 
@@ -583,16 +590,7 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     f.rflags |= 0x200;
     // SAFETY: `guard` points at the JmpBuf of a guard_call frame that is still live below us on
     // this CPU's stack (`guarded` takes it out of PerCpu::guard before that frame is left).
-    let g = unsafe { &*guard };
-    f.rbx = g.rbx;
-    f.rbp = g.rbp;
-    f.r12 = g.r12;
-    f.r13 = g.r13;
-    f.r14 = g.r14;
-    f.r15 = g.r15;
-    f.rsp = g.rsp;
-    f.rip = g.rip;
-    f.rax = 1;
+    unsafe { &*guard }.resume_into(f);
 }
 
 pub fn halt_forever() -> ! {
